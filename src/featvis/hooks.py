@@ -1,0 +1,366 @@
+"""Layer names, forward hooks and early-stopping forward passes.
+
+Layers are named as ``model.named_modules()`` names them (``"layer3.1.conv2"``,
+``"features.12"``; ``""`` is the model itself) or passed as the module object.
+A layer whose output is a tuple, list or dict is targeted with a selector written
+like Python indexing: ``"encoder.attn[0]"`` or ``"backbone['out']"``, or with
+:class:`LayerRef` (``LayerRef(model.attn, select=0)``).
+
+:class:`ActivationCapture` puts forward hooks on the needed modules only, removes
+them on leaving its ``with`` block whatever happens, and stops the forward pass as
+soon as every needed module has produced its output, so later layers never run.
+
+Example:
+    >>> import torch
+    >>> from torch import nn
+    >>> model = nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2))
+    >>> layer_names(model)
+    ['0', '1', '2']
+    >>> with ActivationCapture(model, ["1"]) as capture:
+    ...     acts = capture.run(torch.ones(1, 4))
+    >>> acts["1"].shape
+    torch.Size([1, 3])
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any, Union
+
+import torch
+from torch import Tensor, nn
+from torch.utils.hooks import RemovableHandle
+
+__all__ = [
+    "INPUT",
+    "ActivationCapture",
+    "Activations",
+    "LayerNotReachedError",
+    "LayerRef",
+    "LayerSpec",
+    "layer_names",
+    "resolve_layer",
+]
+
+#: The reserved layer name for the image itself (before transforms).
+INPUT = "input"
+
+
+@dataclass(frozen=True)
+class LayerRef:
+    """A layer, and optionally which part of its output to use.
+
+    Args:
+        layer: the module's name (as in ``model.named_modules()``) or the module.
+        select: an index or key into the layer's output when it is a tuple, list
+            or dict; ``None`` uses the output as it is.
+
+    Example:
+        >>> LayerRef.parse("blocks.0.attn[0]")
+        LayerRef(layer='blocks.0.attn', select=0)
+        >>> str(LayerRef("head", select="logits"))
+        "head['logits']"
+    """
+
+    layer: str | nn.Module
+    select: int | str | None = None
+
+    _SELECTOR = re.compile(r"^(?P<name>.*?)\[(?P<key>-?\d+|'[^']*'|\"[^\"]*\")\]$")
+
+    @classmethod
+    def parse(cls, spec: LayerSpec) -> LayerRef:
+        """Turn a name, a module, or a name with ``[selector]`` into a :class:`LayerRef`."""
+        if isinstance(spec, LayerRef):
+            return spec
+        if isinstance(spec, nn.Module):
+            return cls(spec)
+        if not isinstance(spec, str):
+            raise TypeError(
+                f"a layer is a name (str), a torch.nn.Module or a LayerRef, got {type(spec).__name__}"
+            )
+        match = cls._SELECTOR.match(spec)
+        if match is None:
+            return cls(spec)
+        key = match["key"]
+        select: int | str = key[1:-1] if key[0] in "'\"" else int(key)
+        return cls(match["name"], select)
+
+    def __str__(self) -> str:
+        if isinstance(self.layer, str):
+            name = self.layer
+        else:
+            name = f"<{type(self.layer).__name__}>"
+        return name if self.select is None else f"{name}[{self.select!r}]"
+
+
+LayerSpec = Union[str, nn.Module, LayerRef]
+
+
+class LayerNotReachedError(RuntimeError):
+    """A targeted layer did not run during the model's forward pass."""
+
+
+class _StopForward(BaseException):
+    """Raised by a hook once every needed output is captured.
+
+    It derives from BaseException so that a model's own ``except Exception``
+    cannot swallow it.
+    """
+
+
+def layer_names(model: nn.Module) -> list[str]:
+    """All layer names of ``model`` that featvis accepts, in definition order.
+
+    These are the names of ``model.named_modules()``, without the empty name of
+    the model itself.
+
+    Example:
+        >>> from torch import nn
+        >>> layer_names(nn.Sequential(nn.Conv2d(3, 8, 3), nn.Sequential(nn.ReLU())))
+        ['0', '1', '1.0']
+    """
+    return [name for name, _ in model.named_modules() if name]
+
+
+def resolve_layer(model: nn.Module, ref: LayerRef) -> tuple[str, nn.Module]:
+    """Find the module a :class:`LayerRef` points at, and its name.
+
+    Raises a ``ValueError`` naming the closest valid layer names when the name is
+    unknown, or when a module object is not part of ``model``.
+
+    Example:
+        >>> from torch import nn
+        >>> model = nn.Sequential(nn.Linear(2, 2))
+        >>> resolve_layer(model, LayerRef("0"))[0]
+        '0'
+    """
+    if isinstance(ref.layer, nn.Module):
+        for name, module in model.named_modules():
+            if module is ref.layer:
+                return name, module
+        raise ValueError(
+            f"the module {type(ref.layer).__name__} passed as a layer is not part of the model "
+            f"{type(model).__name__}; pass one of its submodules or a name from featvis.layer_names(model)"
+        )
+    modules = dict(model.named_modules())
+    if ref.layer in modules:
+        return ref.layer, modules[ref.layer]
+    names = [name for name in modules if name]
+    close = difflib.get_close_matches(ref.layer, names, n=5, cutoff=0.5)
+    if not close:
+        close = [name for name in names if ref.layer.split(".")[-1] in name][:5]
+    hint = f" Closest names: {', '.join(repr(n) for n in close)}." if close else ""
+    raise ValueError(
+        f"unknown layer {ref.layer!r} in {type(model).__name__}.{hint} "
+        f"featvis.layer_names(model) lists all {len(names)} valid names."
+    )
+
+
+def _select(output: Any, ref: LayerRef, name: str) -> Tensor:
+    if ref.select is not None:
+        try:
+            output = output[ref.select]
+        except (KeyError, IndexError, TypeError) as error:
+            raise ValueError(
+                f"cannot select [{ref.select!r}] from the output of layer {name!r} "
+                f"({_describe(output)}): {error}"
+            ) from None
+    if not isinstance(output, Tensor):
+        raise ValueError(
+            f"layer {name!r} outputs {_describe(output)}, not a tensor; choose a part of it with a "
+            f"selector such as {name + '[0]'!r} (index) or {name + chr(91) + repr('key') + chr(93)!r} (key)"
+        )
+    return output
+
+
+def _describe(output: Any) -> str:
+    if isinstance(output, Tensor):
+        return f"a tensor of shape {tuple(output.shape)}"
+    if isinstance(output, dict):
+        return f"a dict with keys {list(output)}"
+    if isinstance(output, (tuple, list)):
+        return f"a {type(output).__name__} of {len(output)} items"
+    return f"a {type(output).__name__}"
+
+
+def _clone_tensors(output: Any) -> Any:
+    if isinstance(output, Tensor):
+        return output.clone()
+    if isinstance(output, list):
+        return [_clone_tensors(item) for item in output]
+    if isinstance(output, tuple):
+        return tuple(_clone_tensors(item) for item in output)
+    if isinstance(output, dict):
+        return {key: _clone_tensors(value) for key, value in output.items()}
+    return output
+
+
+class Activations:
+    """What a forward pass captured: layer outputs, and the image as ``"input"``.
+
+    Index it with anything that names a layer: a name, a name with a selector,
+    a module of the model, or a :class:`LayerRef`.
+
+    Example:
+        >>> import torch
+        >>> from torch import nn
+        >>> model = nn.Sequential(nn.Linear(2, 3))
+        >>> with ActivationCapture(model, ["0"]) as capture:
+        ...     acts = capture.run(torch.zeros(1, 2), image=torch.zeros(1, 2))
+        >>> acts["0"].shape, acts["input"].shape
+        (torch.Size([1, 3]), torch.Size([1, 2]))
+    """
+
+    def __init__(self, model: nn.Module, outputs: dict[nn.Module, Any], image: Tensor | None) -> None:
+        self.model = model
+        self.outputs = outputs
+        self.image = image
+
+    def __getitem__(self, spec: LayerSpec) -> Tensor:
+        ref = LayerRef.parse(spec)
+        if ref.layer == INPUT and ref.select is None:
+            if self.image is None:
+                raise KeyError("no input image was recorded for this forward pass")
+            return self.image
+        name, module = resolve_layer(self.model, ref)
+        if module not in self.outputs:
+            raise _MissingLayer(ref, name, module)
+        return _select(self.outputs[module], ref, name)
+
+    def __contains__(self, spec: object) -> bool:
+        try:
+            self[spec]  # type: ignore[index]
+        except (LookupError, ValueError, TypeError):
+            return False
+        return True
+
+
+class _MissingLayer(LookupError):
+    """An objective asked for a layer that was not hooked (used to discover layers)."""
+
+    def __init__(self, ref: LayerRef, name: str, module: nn.Module) -> None:
+        super().__init__(f"layer {name!r} was not captured")
+        self.ref, self.name, self.module = ref, name, module
+
+
+class ActivationCapture:
+    """Forward hooks on the given layers of a model, removed on exit.
+
+    Inside the ``with`` block, :meth:`run` calls the model and returns the
+    captured :class:`Activations`. With ``stop_early`` (the default), the forward
+    pass is cut as soon as every hooked layer has produced its output. A module
+    that runs more than once in one forward pass is captured at its first call.
+
+    Args:
+        model: the network.
+        layers: the layers to capture (names, modules or :class:`LayerRef`).
+        stop_early: stop the forward pass once all layers are captured.
+
+    Example:
+        >>> import torch
+        >>> from torch import nn
+        >>> model = nn.Sequential(nn.Linear(2, 2), nn.ReLU(), nn.Linear(2, 2))
+        >>> with ActivationCapture(model, ["0"]) as capture:
+        ...     out = capture.run(torch.ones(1, 2))["0"]
+        >>> len(model[0]._forward_hooks)
+        0
+    """
+
+    def __init__(self, model: nn.Module, layers: Iterable[LayerSpec], stop_early: bool = True) -> None:
+        self.model = model
+        self.stop_early = stop_early
+        self.names: dict[nn.Module, str] = {}
+        for spec in layers:
+            ref = LayerRef.parse(spec)
+            if ref.layer == INPUT:
+                continue
+            name, module = resolve_layer(model, ref)
+            self.names.setdefault(module, name)
+        self._outputs: dict[nn.Module, Any] = {}
+        self._handles: list[RemovableHandle] = []
+
+    @property
+    def modules(self) -> list[nn.Module]:
+        """The hooked modules."""
+        return list(self.names)
+
+    def add(self, module: nn.Module, name: str) -> None:
+        """Hook one more module (also while inside the ``with`` block)."""
+        if module in self.names:
+            return
+        self.names[module] = name
+        if self._handles:
+            self._handles.append(module.register_forward_hook(self._hook))
+
+    def _hook(self, module: nn.Module, args: Any, output: Any) -> None:
+        if module in self._outputs:
+            return
+        remaining = len(self.names) - len(self._outputs) - 1
+        # A later in-place operation would overwrite a captured tensor if the
+        # forward pass goes on; keep a copy in that case only.
+        self._outputs[module] = _clone_tensors(output) if (remaining or not self.stop_early) else output
+        if self.stop_early and remaining == 0:
+            raise _StopForward
+
+    def __enter__(self) -> ActivationCapture:
+        try:
+            for module in self.names:
+                self._handles.append(module.register_forward_hook(self._hook))
+        except BaseException:
+            self._remove()
+            raise
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._remove()
+
+    def _remove(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+
+    def run(self, inputs: Tensor, image: Tensor | None = None) -> Activations:
+        """Run the model on ``inputs`` and return what the hooks captured.
+
+        ``image`` is recorded as the ``"input"`` entry (the untransformed image).
+        Raises :class:`LayerNotReachedError` if a hooked layer did not run.
+        """
+        if not self._handles and self.names:
+            raise RuntimeError("ActivationCapture.run must be called inside its `with` block")
+        self._outputs = {}
+        try:
+            self.model(inputs)
+        except _StopForward:
+            pass
+        missing = [name for module, name in self.names.items() if module not in self._outputs]
+        if missing:
+            raise LayerNotReachedError(
+                f"layer(s) {', '.join(repr(n) for n in missing)} did not run during the forward pass of "
+                f"{type(self.model).__name__}: the model's forward() never calls them (for this input). "
+                "Target a layer that the forward pass uses."
+            )
+        return Activations(self.model, self._outputs, image)
+
+    def __iter__(self) -> Iterator[nn.Module]:
+        return iter(self.names)
+
+
+def model_device_dtype(model: nn.Module) -> tuple[torch.device, torch.dtype]:
+    """The device and floating-point dtype of a model's first parameter or buffer.
+
+    A model with neither gives CPU and ``torch.float32``.
+
+    Example:
+        >>> from torch import nn
+        >>> model_device_dtype(nn.Linear(2, 2).double())
+        (device(type='cpu'), torch.float64)
+    """
+    for tensor in list(model.parameters()) + list(model.buffers()):
+        if tensor.is_floating_point():
+            return tensor.device, tensor.dtype
+    for tensor in list(model.parameters()) + list(model.buffers()):
+        return tensor.device, torch.float32
+    return torch.device("cpu"), torch.float32

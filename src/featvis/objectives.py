@@ -1,0 +1,609 @@
+"""Objectives: what the optimisation maximises, and how to combine them.
+
+An :class:`Objective` is a differentiable score of one forward pass, to be
+*maximised*. It receives the captured :class:`~featvis.hooks.Activations`
+(layer outputs, and the image itself under ``"input"``) and returns a scalar.
+Objectives combine like the maths they stand for::
+
+    channel("layer3", 5) + 0.5 * neuron("layer2", 3) - 1e-2 * total_variation()
+
+``+``, ``-``, unary ``-``, ``*`` and ``/`` by numbers (or by other objectives)
+return new objectives and never change their operands. Penalties
+(:func:`total_variation`, :func:`l1`, :func:`l2`, :func:`blur`) are positive
+amounts: subtract them.
+
+Every unit objective takes ``batch=i`` to act on batch element ``i`` only, so
+that one run renders a different unit in each image::
+
+    channel("layer3", 0, batch=0) + channel("layer3", 1, batch=1)
+
+Activations are read channels-first: ``(N, C, H, W)`` for convolutions,
+``(N, C)`` for linear layers, and ``(N, T, D)`` token sequences (transformers)
+are read as ``D`` channels over ``T`` positions.
+
+Example:
+    >>> from featvis import objectives
+    >>> objective = objectives.channel("layer3", 5) - 1e-3 * objectives.total_variation()
+    >>> print(objective)
+    channel('layer3', 5) - 0.001 * total_variation()
+"""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Union
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .hooks import INPUT, Activations, LayerRef, LayerSpec
+
+__all__ = [
+    "Objective",
+    "ObjectiveLike",
+    "alignment",
+    "as_objective",
+    "blur",
+    "channel",
+    "channel_interpolate",
+    "class_logit",
+    "class_prob",
+    "direction",
+    "diversity",
+    "l1",
+    "l2",
+    "layer",
+    "neuron",
+    "total_variation",
+]
+
+ObjectiveFunction = Callable[[Activations], Tensor]
+_ATOM, _PRODUCT, _SUM = 2, 1, 0  # precedence of a description, for parentheses
+
+
+def _layers_union(*groups: tuple[LayerRef, ...] | None) -> tuple[LayerRef, ...] | None:
+    if any(group is None for group in groups):
+        return None
+    seen: dict[LayerRef, None] = {}
+    for group in groups:
+        for ref in group or ():
+            seen.setdefault(ref)
+    return tuple(seen)
+
+
+def _format_number(value: float) -> str:
+    return f"{value:g}"
+
+
+class Objective:
+    """A scalar function of the captured activations, to be maximised.
+
+    Args:
+        function: takes :class:`~featvis.hooks.Activations`, returns a scalar tensor.
+        description: a readable name, shown by ``print`` and progress bars.
+        layers: the layers ``function`` reads (names, modules or
+            :class:`~featvis.hooks.LayerRef`). ``None`` means unknown: the render
+            loop then finds them by asking the function once before optimising.
+
+    Example:
+        >>> def mean_of_conv(acts):
+        ...     return acts["conv"].mean()
+        >>> objective = Objective(mean_of_conv, "mean of conv", layers=["conv"])
+        >>> print(2 * objective - objective / 4)
+        2 * mean of conv - mean of conv / 4
+    """
+
+    def __init__(
+        self,
+        function: ObjectiveFunction,
+        description: str = "objective",
+        layers: Iterable[LayerSpec] | None = (),
+        *,
+        _precedence: int = _ATOM,
+    ) -> None:
+        self.function = function
+        self.description = description
+        self.layers: tuple[LayerRef, ...] | None = (
+            None if layers is None else tuple(dict.fromkeys(LayerRef.parse(spec) for spec in layers))
+        )
+        self._precedence = _precedence
+
+    def __call__(self, activations: Activations) -> Tensor:
+        return self.function(activations)
+
+    def __repr__(self) -> str:
+        return f"Objective({self.description})"
+
+    def __str__(self) -> str:
+        return self.description
+
+    def _wrapped(self, precedence: int) -> str:
+        return f"({self.description})" if self._precedence < precedence else self.description
+
+    # ---- algebra -------------------------------------------------------------
+    @staticmethod
+    def sum(objectives: Iterable[ObjectiveLike]) -> Objective:
+        """One objective for the sum of many, evaluated in one flat loop.
+
+        Example:
+            >>> total = Objective.sum(channel("conv", c, batch=c) for c in range(3))
+            >>> print(total)
+            channel('conv', 0, batch=0) + channel('conv', 1, batch=1) + channel('conv', 2, batch=2)
+        """
+        terms = [as_objective(item) for item in objectives]
+        if not terms:
+            raise ValueError("Objective.sum needs at least one objective")
+        if len(terms) == 1:
+            return terms[0]
+
+        def total(acts: Activations) -> Tensor:
+            value = terms[0](acts)
+            for term in terms[1:]:
+                value = value + term(acts)
+            return value
+
+        shown = [term._wrapped(_SUM) for term in terms]
+        if len(shown) > 8:
+            shown = [*shown[:3], f"... ({len(shown)} terms) ...", shown[-1]]
+        return Objective(
+            total, " + ".join(shown), _layers_union(*(t.layers for t in terms)), _precedence=_SUM
+        )
+
+    def __add__(self, other: ObjectiveLike | float) -> Objective:
+        if isinstance(other, numbers.Real):
+            if other == 0:
+                return self
+            constant = float(other)
+            return Objective(
+                lambda acts: self(acts) + constant,
+                f"{self.description} + {_format_number(constant)}",
+                self.layers,
+                _precedence=_SUM,
+            )
+        return Objective.sum([self, other])
+
+    def __radd__(self, other: ObjectiveLike | float) -> Objective:
+        if isinstance(other, numbers.Real):
+            return self + other  # so that sum([...]) works
+        return Objective.sum([other, self])
+
+    def __neg__(self) -> Objective:
+        return Objective(lambda acts: -self(acts), f"-{self._wrapped(_ATOM)}", self.layers)
+
+    def __sub__(self, other: ObjectiveLike | float) -> Objective:
+        if isinstance(other, numbers.Real):
+            return self + (-float(other))
+        other = as_objective(other)
+        return Objective(
+            lambda acts: self(acts) - other(acts),
+            f"{self.description} - {other._wrapped(_PRODUCT)}",
+            _layers_union(self.layers, other.layers),
+            _precedence=_SUM,
+        )
+
+    def __rsub__(self, other: ObjectiveLike | float) -> Objective:
+        return -self + other
+
+    def __mul__(self, other: ObjectiveLike | float) -> Objective:
+        if isinstance(other, numbers.Real):
+            factor = float(other)
+            return Objective(
+                lambda acts: factor * self(acts),
+                f"{_format_number(factor)} * {self._wrapped(_PRODUCT)}",
+                self.layers,
+                _precedence=_PRODUCT,
+            )
+        other = as_objective(other)
+        return Objective(
+            lambda acts: self(acts) * other(acts),
+            f"{self._wrapped(_PRODUCT)} * {other._wrapped(_ATOM)}",
+            _layers_union(self.layers, other.layers),
+            _precedence=_PRODUCT,
+        )
+
+    def __rmul__(self, other: ObjectiveLike | float) -> Objective:
+        if isinstance(other, numbers.Real):
+            return self * other
+        return as_objective(other) * self
+
+    def __truediv__(self, other: ObjectiveLike | float) -> Objective:
+        if isinstance(other, numbers.Real):
+            if other == 0:
+                raise ZeroDivisionError("cannot divide an objective by zero")
+            divisor = float(other)
+            return Objective(
+                lambda acts: self(acts) / divisor,
+                f"{self._wrapped(_PRODUCT)} / {_format_number(divisor)}",
+                self.layers,
+                _precedence=_PRODUCT,
+            )
+        other = as_objective(other)
+        return Objective(
+            lambda acts: self(acts) / other(acts),
+            f"{self._wrapped(_PRODUCT)} / {other._wrapped(_ATOM)}",
+            _layers_union(self.layers, other.layers),
+            _precedence=_PRODUCT,
+        )
+
+
+ObjectiveLike = Union[Objective, str, ObjectiveFunction]
+
+
+def as_objective(spec: ObjectiveLike) -> Objective:
+    """Turn what a user may pass as an objective into an :class:`Objective`.
+
+    - an :class:`Objective` is returned as it is;
+    - a string ``"layer:n"`` means ``channel("layer", n)``;
+    - a plain callable taking the activations is wrapped (its layers are found
+      when rendering).
+
+    Example:
+        >>> print(as_objective("layer3.1.conv2:7"))
+        channel('layer3.1.conv2', 7)
+    """
+    if isinstance(spec, Objective):
+        return spec
+    if isinstance(spec, str):
+        name, sep, unit = spec.rpartition(":")
+        if not sep or not name or not unit.strip().lstrip("-").isdigit():
+            raise ValueError(
+                f"an objective string is 'layer:channel', such as 'layer3:5', got {spec!r}; "
+                "for other objectives use featvis.objectives (e.g. objectives.layer('layer3'))"
+            )
+        return channel(name, int(unit))
+    if callable(spec):
+        description = getattr(spec, "__name__", None) or type(spec).__name__
+        return Objective(spec, description, layers=None)
+    raise TypeError(
+        f"an objective is a featvis Objective, a 'layer:channel' string or a callable taking the "
+        f"activations, got {type(spec).__name__}"
+    )
+
+
+# ---- helpers -----------------------------------------------------------------
+def _call(name: str, *args: Any, **kwargs: Any) -> str:
+    shown = [repr(str(a)) if isinstance(a, LayerRef) else repr(a) for a in args]
+    shown += [f"{key}={value!r}" for key, value in kwargs.items() if value is not None]
+    return f"{name}({', '.join(shown)})"
+
+
+def _channels_first(tensor: Tensor, ref: LayerRef) -> Tensor:
+    """View an activation as (N, C, *positions)."""
+    if tensor.ndim in (2, 4):
+        return tensor
+    if tensor.ndim == 3:  # (N, tokens, features)
+        return tensor.transpose(1, 2)
+    raise ValueError(
+        f"layer {str(ref)!r} outputs a tensor of shape {tuple(tensor.shape)}; featvis reads "
+        "(N, C), (N, tokens, C) or (N, C, H, W) activations. Write a custom objective for other shapes."
+    )
+
+
+def _pick_batch(tensor: Tensor, batch: int | None, ref: LayerRef) -> Tensor:
+    if batch is None:
+        return tensor
+    if not -tensor.shape[0] <= batch < tensor.shape[0]:
+        raise IndexError(
+            f"batch={batch} is out of range for layer {str(ref)!r}: the batch has {tensor.shape[0]} images"
+        )
+    return tensor[batch : batch + 1] if batch != -1 else tensor[-1:]
+
+
+def _check_channel(tensor: Tensor, index: int, ref: LayerRef, what: str = "channel") -> None:
+    size = tensor.shape[1]
+    if not isinstance(index, int) or isinstance(index, bool):
+        raise TypeError(f"the {what} index must be an int, got {type(index).__name__}")
+    if not 0 <= index < size:
+        raise IndexError(
+            f"{what} {index} is out of range for layer {str(ref)!r}, which has {size} {what}s "
+            f"(valid: 0 to {size - 1})"
+        )
+
+
+def _units(activations: Activations, ref: LayerRef, batch: int | None) -> Tensor:
+    return _pick_batch(_channels_first(activations[ref], ref), batch, ref)
+
+
+# ---- unit objectives -------------------------------------------------------------
+def neuron(
+    layer: LayerSpec, channel: int, x: int | None = None, y: int | None = None, batch: int | None = None
+) -> Objective:
+    """One neuron: a channel's activation at one position (the centre by default).
+
+    For ``(N, C, H, W)`` activations the position is ``(y, x)``; for token
+    sequences ``(N, T, C)`` it is token ``x``; ``(N, C)`` activations have none.
+
+    Example:
+        >>> print(neuron("layer2", 4, x=3, y=5))
+        neuron('layer2', 4, x=3, y=5)
+    """
+    ref = LayerRef.parse(layer)
+
+    def value(acts: Activations) -> Tensor:
+        units = _units(acts, ref, batch)
+        _check_channel(units, channel, ref)
+        units = units[:, channel]  # (N, *positions)
+        positions = units.shape[1:]
+        coordinates = {2: [("y", y), ("x", x)], 1: [("x", x)]}.get(len(positions), [])
+        index = []
+        for (name, given), size in zip(coordinates, positions):
+            at = size // 2 if given is None else given
+            if not 0 <= at < size:
+                raise IndexError(f"{name}={at} is out of range for layer {str(ref)!r}, of size {size} there")
+            index.append(at)
+        return units[(slice(None), *index)].mean()
+
+    return Objective(value, _call("neuron", ref, channel, x=x, y=y, batch=batch), [ref])
+
+
+def channel(layer: LayerSpec, channel: int, batch: int | None = None) -> Objective:
+    """The mean activation of one channel over all positions.
+
+    Example:
+        >>> print(channel("features.12", 30, batch=1))
+        channel('features.12', 30, batch=1)
+    """
+    ref = LayerRef.parse(layer)
+
+    def value(acts: Activations) -> Tensor:
+        units = _units(acts, ref, batch)
+        _check_channel(units, channel, ref)
+        return units[:, channel].mean()
+
+    return Objective(value, _call("channel", ref, channel, batch=batch), [ref])
+
+
+def layer(layer: LayerSpec, batch: int | None = None) -> Objective:
+    """DeepDream: the mean of the squared activations of a whole layer.
+
+    Example:
+        >>> print(layer("layer3"))
+        layer('layer3')
+    """
+    ref = LayerRef.parse(layer)
+
+    def value(acts: Activations) -> Tensor:
+        return _units(acts, ref, batch).square().mean()
+
+    return Objective(value, _call("layer", ref, batch=batch), [ref])
+
+
+def _logits(acts: Activations, ref: LayerRef, batch: int | None, index: int) -> Tensor:
+    logits = _pick_batch(acts[ref], batch, ref)
+    if logits.ndim != 2:
+        raise ValueError(
+            f"class objectives need (N, classes) outputs, but layer {str(ref)!r} gives shape "
+            f"{tuple(logits.shape)}; target the classifier layer (often 'fc', 'linear' or 'head')"
+        )
+    _check_channel(logits, index, ref, what="class")
+    return logits
+
+
+def class_logit(layer: LayerSpec, index: int, batch: int | None = None) -> Objective:
+    """The logit (pre-softmax score) of one class.
+
+    ``layer`` is the classifier layer, or ``""`` for the model's own output.
+
+    Example:
+        >>> print(class_logit("linear", 6))
+        class_logit('linear', 6)
+    """
+    ref = LayerRef.parse(layer)
+
+    def value(acts: Activations) -> Tensor:
+        return _logits(acts, ref, batch, index)[:, index].mean()
+
+    return Objective(value, _call("class_logit", ref, index, batch=batch), [ref])
+
+
+def class_prob(layer: LayerSpec, index: int, batch: int | None = None) -> Objective:
+    """The softmax probability of one class.
+
+    Example:
+        >>> print(class_prob("fc", 1))
+        class_prob('fc', 1)
+    """
+    ref = LayerRef.parse(layer)
+
+    def value(acts: Activations) -> Tensor:
+        return torch.softmax(_logits(acts, ref, batch, index), dim=1)[:, index].mean()
+
+    return Objective(value, _call("class_prob", ref, index, batch=batch), [ref])
+
+
+def direction(
+    layer: LayerSpec, vector: Sequence[float] | Tensor, batch: int | None = None, cossim_pow: float = 0.0
+) -> Objective:
+    """A direction in activation space: the dot product with ``vector`` at each position.
+
+    With ``cossim_pow > 0`` the dot product is multiplied by the cosine similarity
+    to that power (floored at 0.1), which favours activations that point the same
+    way rather than ones that are merely large.
+
+    Example:
+        >>> print(direction("layer3", [1.0, -1.0, 0.0]))
+        direction('layer3', <3-vector>)
+    """
+    ref = LayerRef.parse(layer)
+    vec = torch.as_tensor(vector, dtype=torch.float32).detach().flatten()
+
+    def value(acts: Activations) -> Tensor:
+        units = _units(acts, ref, batch)
+        if units.shape[1] != vec.numel():
+            raise ValueError(
+                f"the direction has {vec.numel()} values but layer {str(ref)!r} has {units.shape[1]} channels"
+            )
+        v = vec.to(units).reshape(1, -1, *([1] * (units.ndim - 2)))
+        dot = (units * v).sum(dim=1)
+        if cossim_pow:
+            cosine = dot / (units.norm(dim=1) * v.norm() + 1e-8)
+            dot = dot * cosine.clamp(min=0.1) ** cossim_pow
+        return dot.mean()
+
+    description = f"direction({str(ref)!r}, <{vec.numel()}-vector>"
+    description += f", batch={batch}" if batch is not None else ""
+    description += f", cossim_pow={cossim_pow:g})" if cossim_pow else ")"
+    return Objective(value, description, [ref])
+
+
+def channel_interpolate(layer1: LayerSpec, channel1: int, layer2: LayerSpec, channel2: int) -> Objective:
+    """Interpolate across the batch from one channel to another.
+
+    Image ``i`` of ``N`` maximises ``(1 - t) * channel1 + t * channel2`` with
+    ``t = i / (N - 1)``: the first image shows ``channel1``, the last ``channel2``.
+    Pair it with :func:`alignment` to keep neighbouring images alike.
+
+    Example:
+        >>> print(channel_interpolate("layer3", 1, "layer3", 9))
+        channel_interpolate('layer3', 1, 'layer3', 9)
+    """
+    ref1, ref2 = LayerRef.parse(layer1), LayerRef.parse(layer2)
+
+    def value(acts: Activations) -> Tensor:
+        first, second = _units(acts, ref1, None), _units(acts, ref2, None)
+        _check_channel(first, channel1, ref1)
+        _check_channel(second, channel2, ref2)
+        n = first.shape[0]
+        t = torch.linspace(0.0, 1.0, n, device=first.device, dtype=first.dtype) if n > 1 else first.new_zeros(1)
+        means1 = first[:, channel1].reshape(n, -1).mean(dim=1)
+        means2 = second[:, channel2].reshape(n, -1).mean(dim=1)
+        return ((1 - t) * means1 + t * means2).sum()
+
+    return Objective(value, _call("channel_interpolate", ref1, channel1, ref2, channel2), [ref1, ref2])
+
+
+# ---- batch objectives -----------------------------------------------------------------
+def diversity(layer: LayerSpec) -> Objective:
+    """Make the images of a batch differ: minus the mean Gram-matrix cosine between them.
+
+    Each image's style is its channel Gram matrix at ``layer``; the value is
+    ``-(sum over pairs i != j of cos(G_i, G_j)) / N``, 0 for a single image.
+    Add it to a unit objective with a weight (Lucid uses around 1e-2 to 1e2,
+    depending on the unit's scale).
+
+    Example:
+        >>> print(channel("layer3", 2) + 0.5 * diversity("layer2"))
+        channel('layer3', 2) + 0.5 * diversity('layer2')
+    """
+    ref = LayerRef.parse(layer)
+
+    def value(acts: Activations) -> Tensor:
+        units = _channels_first(acts[ref], ref)
+        n, c = units.shape[:2]
+        if n < 2:
+            return units.new_zeros(())
+        flat = units.reshape(n, c, -1)
+        grams = flat @ flat.transpose(1, 2) / flat.shape[2]
+        grams = F.normalize(grams.reshape(n, -1), dim=1, eps=1e-10)
+        similarity = grams @ grams.T
+        return -(similarity.sum() - similarity.diagonal().sum()) / n
+
+    return Objective(value, _call("diversity", ref), [ref])
+
+
+def alignment(layer: LayerSpec, decay_ratio: float = 2.0) -> Objective:
+    """Keep neighbouring images of a batch alike (for interpolations).
+
+    Minus the mean squared difference of the activations of images ``i`` and
+    ``i + d``, for ``d`` = 1 to 4, weighted by ``1 / decay_ratio**d``.
+
+    Example:
+        >>> print(alignment("layer2"))
+        alignment('layer2')
+    """
+    ref = LayerRef.parse(layer)
+
+    def value(acts: Activations) -> Tensor:
+        units = acts[ref]
+        total = units.new_zeros(())
+        for d in range(1, min(5, units.shape[0])):
+            differences = (units[:-d] - units[d:]).square().reshape(units.shape[0] - d, -1).mean(dim=1)
+            total = total + differences.sum() / decay_ratio**d
+        return -total
+
+    description = _call("alignment", ref) if decay_ratio == 2.0 else _call("alignment", ref, decay_ratio)
+    return Objective(value, description, [ref])
+
+
+# ---- penalties -----------------------------------------------------------------------
+def _image_like(acts: Activations, ref: LayerRef) -> Tensor:
+    tensor = acts[ref]
+    if tensor.ndim != 4:
+        raise ValueError(f"this penalty needs (N, C, H, W) values, but {str(ref)!r} has shape {tuple(tensor.shape)}")
+    return tensor
+
+
+def total_variation(layer: LayerSpec = INPUT) -> Objective:
+    """Penalty: the mean absolute difference between neighbouring pixels.
+
+    A positive amount; subtract it to smooth the image. Being a mean, its weight
+    means the same at 32x32 and at 224x224.
+
+    Example:
+        >>> print(channel("layer3", 0) - 0.05 * total_variation())
+        channel('layer3', 0) - 0.05 * total_variation()
+    """
+    ref = LayerRef.parse(layer)
+
+    def value(acts: Activations) -> Tensor:
+        image = _image_like(acts, ref)
+        dy = (image[:, :, 1:, :] - image[:, :, :-1, :]).abs().mean()
+        dx = (image[:, :, :, 1:] - image[:, :, :, :-1]).abs().mean()
+        return dx + dy
+
+    return Objective(value, _call("total_variation") if ref.layer == INPUT else _call("total_variation", ref), [ref])
+
+
+def l1(layer: LayerSpec = INPUT, constant: float = 0.0) -> Objective:
+    """Penalty: the mean absolute difference from ``constant``.
+
+    Example:
+        >>> print(l1(constant=0.5))
+        l1(constant=0.5)
+    """
+    ref = LayerRef.parse(layer)
+
+    def value(acts: Activations) -> Tensor:
+        return (acts[ref] - constant).abs().mean()
+
+    args = (ref,) if ref.layer != INPUT else ()
+    return Objective(value, _call("l1", *args, constant=constant or None), [ref])
+
+
+def l2(layer: LayerSpec = INPUT, constant: float = 0.0, epsilon: float = 1e-6) -> Objective:
+    """Penalty: the root mean square difference from ``constant``.
+
+    Example:
+        >>> print(l2())
+        l2()
+    """
+    ref = LayerRef.parse(layer)
+
+    def value(acts: Activations) -> Tensor:
+        return ((acts[ref] - constant).square().mean() + epsilon).sqrt()
+
+    args = (ref,) if ref.layer != INPUT else ()
+    return Objective(value, _call("l2", *args, constant=constant or None), [ref])
+
+
+def blur(layer: LayerSpec = INPUT) -> Objective:
+    """Penalty: half the mean squared distance from a 3x3-blurred copy of the image.
+
+    The blurred copy is held fixed, so a gradient step on ``-blur()`` moves the
+    image towards its blur (Lucid's "blur input each step").
+
+    Example:
+        >>> print(channel("layer3", 0) - 0.5 * blur())
+        channel('layer3', 0) - 0.5 * blur()
+    """
+    ref = LayerRef.parse(layer)
+
+    def value(acts: Activations) -> Tensor:
+        image = _image_like(acts, ref)
+        with torch.no_grad():
+            blurred = F.avg_pool2d(image, 3, stride=1, padding=1, count_include_pad=False)
+        return 0.5 * (image - blurred).square().mean()
+
+    return Objective(value, _call("blur") if ref.layer == INPUT else _call("blur", ref), [ref])

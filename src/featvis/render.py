@@ -1,0 +1,538 @@
+"""The render loop: optimise an image so that an objective is maximised.
+
+One step is: parameterisation -> transforms -> preprocessing -> model (with
+hooks on the targeted layers only, stopped after the deepest one) -> objective
+-> loss -> optimizer step. :func:`render_vis` runs it and returns a
+:class:`RenderResult`; :func:`render_channels` renders many units of a layer,
+one image each, in chunks.
+
+Example:
+    >>> import torch
+    >>> from torch import nn
+    >>> import featvis
+    >>> model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU())
+    >>> result = featvis.render_vis(model, "0:1", size=16, steps=4, progress=False)
+    >>> result.images.shape
+    torch.Size([1, 3, 16, 16])
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import math
+import os
+import warnings
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Union
+
+import torch
+from torch import Tensor, nn
+
+from . import param as param_module
+from . import transforms as transforms_module
+from .hooks import (
+    ActivationCapture,
+    LayerRef,
+    LayerSpec,
+    _MissingLayer,
+    model_device_dtype,
+    resolve_layer,
+)
+from .models import default_input_size, default_preprocess
+from .objectives import Objective, ObjectiveLike, as_objective
+from .objectives import channel as channel_objective
+
+if TYPE_CHECKING:
+    import numpy as np
+    from PIL.Image import Image as PILImage
+
+__all__ = ["RenderResult", "render_channels", "render_vis"]
+
+OptimizerSpec = Union[torch.optim.Optimizer, type, Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer], None]
+TransformSpec = Union[nn.Module, Callable[[Tensor], Tensor], Sequence[Callable[[Tensor], Tensor]], None]
+
+
+# ---- the result ---------------------------------------------------------------------
+def _displayable(images: Tensor) -> Tensor:
+    """(N, C, H, W) in [0, 1] -> (N, 1 or 3, H, W): grayscale and RGB as they are,
+    two channels averaged, more than three shown by their first three."""
+    channels = images.shape[1]
+    if channels in (1, 3):
+        return images
+    if channels == 2:
+        return images.mean(dim=1, keepdim=True)
+    return images[:, :3]
+
+
+@dataclass
+class RenderResult:
+    """What :func:`render_vis` reached.
+
+    Attributes:
+        images: final images, ``(N, C, H, W)`` float tensor on the CPU, in [0, 1].
+        snapshots: images at each requested threshold step, ``{step: images}``.
+        losses: the loss (minus the objective) at every step done, on the CPU:
+            ``(steps,)`` for one run, ``(runs, steps)`` for :func:`render_channels`.
+        objective: the objective's description.
+        steps: the number of optimisation steps done.
+        interrupted: ``True`` if the run was stopped early (Ctrl-C).
+        units: for :func:`render_channels`, the unit shown by each image.
+
+    Example:
+        >>> result = RenderResult(torch.rand(2, 3, 8, 8), {}, torch.zeros(3), "demo", 3)
+        >>> result.numpy().shape, len(result.pil())
+        ((2, 8, 8, 3), 2)
+    """
+
+    images: Tensor
+    snapshots: dict[int, Tensor]
+    losses: Tensor
+    objective: str
+    steps: int
+    interrupted: bool = False
+    units: list[Any] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+    def numpy(self, images: Tensor | None = None) -> np.ndarray:
+        """Images as a float32 NumPy array ``(N, H, W, C)`` in [0, 1].
+
+        Example:
+            >>> RenderResult(torch.zeros(1, 1, 4, 5), {}, torch.zeros(1), "x", 1).numpy().shape
+            (1, 4, 5, 1)
+        """
+        images = self.images if images is None else images
+        return images.detach().float().cpu().permute(0, 2, 3, 1).numpy()
+
+    def pil(self, images: Tensor | None = None) -> list[PILImage]:
+        """One PIL image per batch element (``"L"`` for 1 channel, else ``"RGB"``).
+
+        Example:
+            >>> RenderResult(torch.zeros(1, 1, 4, 4), {}, torch.zeros(1), "x", 1).pil()[0].mode
+            'L'
+        """
+        from PIL import Image
+
+        images = _displayable(self.images if images is None else images)
+        array = (images.detach().float().cpu().clamp(0, 1) * 255).round().to(torch.uint8)
+        array = array.permute(0, 2, 3, 1).numpy()
+        if array.shape[3] == 1:
+            return [Image.fromarray(a[:, :, 0], mode="L") for a in array]
+        return [Image.fromarray(a, mode="RGB") for a in array]
+
+    def grid(self, nrow: int | None = None, padding: int = 2, images: Tensor | None = None) -> PILImage:
+        """All images in one PIL image, ``nrow`` per row (a near-square grid by default).
+
+        Example:
+            >>> RenderResult(torch.rand(4, 3, 8, 8), {}, torch.zeros(1), "x", 1).grid().size
+            (22, 22)
+        """
+        from torchvision.utils import make_grid
+
+        images = _displayable(self.images if images is None else images).float().clamp(0, 1)
+        per_row = nrow or max(1, math.ceil(math.sqrt(images.shape[0])))
+        grid = make_grid(images, nrow=per_row, padding=padding, pad_value=1.0)
+        return self.pil(grid[None])[0]
+
+    def save(self, path: str | os.PathLike[str], index: int = 0) -> None:
+        """Save one image (``index``) as a PNG file.
+
+        Example:
+            >>> import tempfile, pathlib
+            >>> result = RenderResult(torch.rand(1, 3, 8, 8), {}, torch.zeros(1), "x", 1)
+            >>> with tempfile.TemporaryDirectory() as d:
+            ...     result.save(pathlib.Path(d) / "unit.png")
+        """
+        self.pil(self.images[index : index + 1] if index != -1 else self.images[-1:])[0].save(path)
+
+    def save_grid(self, path: str | os.PathLike[str], nrow: int | None = None, padding: int = 2) -> None:
+        """Save all images as one PNG grid.
+
+        Example:
+            >>> import tempfile, pathlib
+            >>> result = RenderResult(torch.rand(3, 3, 8, 8), {}, torch.zeros(1), "x", 1)
+            >>> with tempfile.TemporaryDirectory() as d:
+            ...     result.save_grid(pathlib.Path(d) / "grid.png", nrow=3)
+        """
+        self.grid(nrow=nrow, padding=padding).save(path)
+
+    def _repr_png_(self) -> bytes:
+        buffer = io.BytesIO()
+        self.grid().save(buffer, format="PNG")
+        return buffer.getvalue()
+
+    def show(self) -> None:
+        """Display the grid inline in a Jupyter notebook (does nothing elsewhere).
+
+        Example:
+            >>> RenderResult(torch.rand(1, 3, 8, 8), {}, torch.zeros(1), "x", 1).show()
+        """
+        try:
+            from IPython.display import display
+        except ImportError:
+            return
+        display(self.grid())
+
+    @staticmethod
+    def concatenate(results: Sequence[RenderResult]) -> RenderResult:
+        """Join the results of several runs (images and snapshots along the batch).
+
+        Example:
+            >>> one = RenderResult(torch.rand(1, 3, 4, 4), {}, torch.zeros(2), "a", 2)
+            >>> RenderResult.concatenate([one, one]).images.shape
+            torch.Size([2, 3, 4, 4])
+        """
+        if not results:
+            raise ValueError("nothing to concatenate")
+        common = set(results[0].snapshots).intersection(*(r.snapshots for r in results[1:]))
+        steps = min(r.steps for r in results)
+        return RenderResult(
+            images=torch.cat([r.images for r in results]),
+            snapshots={s: torch.cat([r.snapshots[s] for r in results]) for s in sorted(common)},
+            losses=torch.stack([r.losses[:steps] for r in results]),
+            objective=" | ".join(dict.fromkeys(r.objective for r in results)),
+            steps=steps,
+            interrupted=any(r.interrupted for r in results),
+            units=[u for r in results for u in r.units],
+        )
+
+
+# ---- model state -------------------------------------------------------------------
+@contextlib.contextmanager
+def _rendering_state(model: nn.Module) -> Iterator[None]:
+    """Eval mode and no weight gradients inside; each module's mode and every
+    parameter's ``requires_grad`` restored afterwards, whatever happens."""
+    training = [(module, module.training) for module in model.modules()]
+    grads = [(p, p.requires_grad) for p in model.parameters()]
+    try:
+        if model.training:
+            warnings.warn(
+                f"{type(model).__name__} is in training mode; featvis renders in eval mode and puts "
+                "training mode back afterwards",
+                stacklevel=4,
+            )
+        model.eval()
+        for p, _ in grads:
+            p.requires_grad_(False)
+        yield
+    finally:
+        for module, mode in training:
+            module.training = mode
+        for p, flag in grads:
+            p.requires_grad_(flag)
+
+
+@contextlib.contextmanager
+def _seeded(seed: int | None, device: torch.device) -> Iterator[None]:
+    """Seed torch's generators inside, and give the caller's states back after."""
+    if seed is None:
+        yield
+        return
+    devices = [device.index or 0] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        yield
+
+
+# ---- argument handling ----------------------------------------------------------
+def _check_steps(steps: int, thresholds: Iterable[int] | None) -> list[int]:
+    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
+        raise ValueError(f"steps must be a positive integer, got {steps!r}")
+    chosen = sorted(set(thresholds or ()))
+    for t in chosen:
+        if not isinstance(t, int) or not 1 <= t <= steps:
+            raise ValueError(f"thresholds must be step numbers from 1 to steps={steps}, got {t!r}")
+    return chosen
+
+
+def _make_transforms(transforms: TransformSpec) -> Callable[[Tensor], Tensor]:
+    if transforms is None:
+        return transforms_module.standard()
+    if isinstance(transforms, (list, tuple)):
+        return transforms_module.Compose(*transforms)
+    if not callable(transforms):
+        raise TypeError(f"transforms must be a module, a callable or a list of them, got {type(transforms).__name__}")
+    return transforms
+
+
+def _make_optimizer(optimizer: OptimizerSpec, parameters: list[nn.Parameter]) -> torch.optim.Optimizer:
+    if optimizer is None:
+        return torch.optim.Adam(parameters, lr=0.05)
+    if isinstance(optimizer, torch.optim.Optimizer):
+        return optimizer
+    made = optimizer(parameters)
+    if not isinstance(made, torch.optim.Optimizer):
+        raise TypeError(
+            "optimizer must be a torch.optim.Optimizer, an Optimizer class, or a function taking the "
+            f"image parameters and returning an Optimizer; it returned {type(made).__name__}"
+        )
+    return made
+
+
+def _make_param(param: nn.Module | None, model: nn.Module, size: int | tuple[int, int] | None) -> nn.Module:
+    if param is None:
+        height, width = _size_pair(size if size is not None else default_input_size(model))
+        return param_module.image(width, height)
+    if not isinstance(param, nn.Module):
+        raise TypeError(
+            f"param must be a torch.nn.Module returning images (e.g. featvis.param.image(224)), "
+            f"got {type(param).__name__}"
+        )
+    if size is not None:
+        raise ValueError("give either param or size, not both: the parameterisation fixes the size")
+    return param
+
+
+def _size_pair(size: int | tuple[int, int]) -> tuple[int, int]:
+    if isinstance(size, int):
+        return size, size
+    height, width = size
+    return int(height), int(width)
+
+
+def _prepare_capture(
+    model: nn.Module, objective: Objective, run_forward: Callable[[ActivationCapture], Any]
+) -> ActivationCapture:
+    """Hook the objective's layers and check the objective on one forward pass.
+
+    For a plain callable (layers unknown), the layers it reads are found here: each
+    read of a layer that is not hooked yet adds a hook and retries.
+    """
+    capture = ActivationCapture(model, objective.layers or ())
+    for _ in range(len(list(model.modules())) + 1):
+        try:
+            with capture, torch.no_grad():
+                value = objective(run_forward(capture))
+        except _MissingLayer as missing:
+            if objective.layers is not None and missing.module not in capture.names:
+                raise RuntimeError(
+                    f"the objective {objective} read layer {missing.name!r} that it does not list in its "
+                    "layers; add it to Objective(..., layers=[...])"
+                ) from None
+            capture.add(missing.module, missing.name)
+            continue
+        _check_value(value, objective)
+        return capture
+    raise RuntimeError("could not find the layers read by the objective")  # pragma: no cover
+
+
+def _check_value(value: Any, objective: Objective) -> None:
+    if not isinstance(value, Tensor):
+        raise TypeError(f"the objective {objective} must return a tensor, got {type(value).__name__}")
+    if value.numel() != 1:
+        raise ValueError(
+            f"the objective {objective} must return a scalar, got a tensor of shape {tuple(value.shape)}; "
+            "reduce it, e.g. with .mean() or .sum()"
+        )
+
+
+# ---- render_vis ------------------------------------------------------------------
+def render_vis(
+    model: nn.Module,
+    objective: ObjectiveLike,
+    param: nn.Module | None = None,
+    *,
+    optimizer: OptimizerSpec = None,
+    transforms: TransformSpec = None,
+    steps: int = 256,
+    thresholds: Iterable[int] | None = None,
+    preprocess: Callable[[Tensor], Tensor] | bool | None = None,
+    seed: int | None = None,
+    progress: bool = True,
+    size: int | tuple[int, int] | None = None,
+) -> RenderResult:
+    """Optimise an image so that ``objective`` is maximised, and return it.
+
+    Args:
+        model: any ``torch.nn.Module`` taking image batches. It comes back as it
+            was: same weights, train/eval mode and ``requires_grad`` flags, no hooks.
+            It runs in eval mode, without weight gradients, and only up to the
+            deepest layer the objective needs.
+        objective: an :class:`~featvis.objectives.Objective`, a ``"layer:channel"``
+            string, or a function of the activations returning a scalar.
+        param: the image parameterisation (default: ``featvis.param.image(size)``,
+            Fourier basis with decorrelated colours). It is moved to the model's
+            device; its own dtype is kept (float32 by default) and images are cast
+            to the model's dtype.
+        optimizer: ``None`` for Adam with learning rate 0.05, an Optimizer class,
+            a function ``parameters -> Optimizer``, or an Optimizer made on
+            ``param.parameters()``. LBFGS works (each step calls a closure).
+        transforms: random transforms applied at every step (default
+            :func:`featvis.transforms.standard`); a module, a callable, or a list
+            (composed). ``[]`` applies none.
+        steps: number of optimisation steps.
+        thresholds: steps at which to keep a copy of the images.
+        preprocess: what turns [0, 1] images into the model's input. ``None``
+            uses the model's own normalisation when featvis knows it (featvis's
+            models, torchvision's ImageNet models), else none; ``False`` none.
+        seed: seeds torch's generators for this run (the caller's random state is
+            restored afterwards), so that a CPU run repeats exactly.
+        progress: show a tqdm progress bar (a widget in notebooks).
+        size: image size ``H`` or ``(H, W)`` when ``param`` is not given
+            (default: the model's usual input size, or 224).
+
+    Returns:
+        A :class:`RenderResult`. Ctrl-C stops the run early and still returns
+        what was reached (``interrupted=True``).
+
+    Example:
+        >>> import torch
+        >>> from torch import nn
+        >>> from featvis import objectives
+        >>> model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Conv2d(8, 8, 3))
+        >>> objective = objectives.channel("2", 3) - 0.1 * objectives.total_variation()
+        >>> result = render_vis(model, objective, size=24, steps=8, seed=0, progress=False)
+        >>> result.images.shape, result.losses.shape
+        (torch.Size([1, 3, 24, 24]), torch.Size([8]))
+    """
+    objective = as_objective(objective)
+    chosen_thresholds = _check_steps(steps, thresholds)
+    device, dtype = model_device_dtype(model)
+    transform = _make_transforms(transforms)
+    if preprocess is None or preprocess is True:
+        prepare: Callable[[Tensor], Tensor] = default_preprocess(model)
+    elif preprocess is False:
+        prepare = nn.Identity()
+    else:
+        prepare = preprocess
+    if isinstance(prepare, nn.Module):
+        prepare = prepare.to(device)
+    if isinstance(transform, nn.Module):
+        transform = transform.to(device)
+
+    with _seeded(seed, device), _rendering_state(model):
+        image_param = _make_param(param, model, size).to(device)
+        parameters = [p for p in image_param.parameters() if p.requires_grad]
+        if not parameters:
+            raise ValueError("the parameterisation has no parameters that require gradients")
+        opt = _make_optimizer(optimizer, parameters)
+
+        def forward(capture: ActivationCapture) -> Any:
+            images = image_param()
+            return capture.run(prepare(transform(images)).to(dtype), image=images)
+
+        capture = _prepare_capture(model, objective, forward)
+
+        def closure() -> Tensor:
+            opt.zero_grad(set_to_none=True)
+            loss = -objective(forward(capture)).float().reshape(())
+            loss.backward()
+            return loss
+
+        history = torch.full((steps,), float("nan"), device=device)
+        snapshots: dict[int, Tensor] = {}
+        done, interrupted = 0, False
+        bar = _progress_bar(steps, str(objective), progress)
+        try:
+            with capture:
+                for step in range(1, steps + 1):
+                    loss = opt.step(closure)
+                    history[step - 1] = loss.detach()
+                    done = step
+                    bar.update(1)
+                    if step in chosen_thresholds:
+                        with torch.no_grad():
+                            snapshots[step] = image_param().detach().float().cpu()
+                        bar.set_postfix(loss=f"{history[step - 1].item():.4g}")
+        except KeyboardInterrupt:
+            interrupted = True
+            warnings.warn(f"rendering interrupted after {done} of {steps} steps", stacklevel=2)
+        finally:
+            bar.close()
+        with torch.no_grad():
+            images = image_param().detach().float().cpu()
+    losses = history[:done].cpu()
+    if done and not bool(torch.isfinite(losses[-1])):
+        warnings.warn(f"the objective {objective} became non-finite ({losses[-1].item()})", stacklevel=2)
+    return RenderResult(images, snapshots, losses, str(objective), done, interrupted)
+
+
+def _progress_bar(total: int, description: str, enabled: bool) -> Any:
+    from tqdm.auto import tqdm
+
+    label = description if len(description) <= 40 else description[:37] + "..."
+    return tqdm(total=total, desc=label, disable=not enabled, leave=False)
+
+
+# ---- many units -----------------------------------------------------------------
+def _layer_width(
+    model: nn.Module, layer: LayerSpec, size: tuple[int, int], channels: int, preprocess: Any
+) -> int:
+    """Number of channels of ``layer``, from one forward pass of one grey image."""
+    device, dtype = model_device_dtype(model)
+    prepare = default_preprocess(model) if preprocess in (None, True) else (preprocess or nn.Identity())
+    if isinstance(prepare, nn.Module):
+        prepare = prepare.to(device)
+    probe = torch.full((1, channels, *size), 0.5, device=device)
+    ref = LayerRef.parse(layer)
+    with _rendering_state(model), ActivationCapture(model, [ref]) as capture, torch.no_grad():
+        output = capture.run(prepare(probe).to(dtype))[ref]
+    return int(output.shape[1] if output.ndim != 3 else output.shape[2])
+
+
+def render_channels(
+    model: nn.Module,
+    layer: LayerSpec,
+    channels: Sequence[int] | None = None,
+    *,
+    batch_size: int = 16,
+    size: int | tuple[int, int] | None = None,
+    image_channels: int = 3,
+    unit: Callable[[LayerSpec, int, int], Objective] | None = None,
+    param: Callable[[int], nn.Module] | None = None,
+    seed: int | None = None,
+    **render_kwargs: Any,
+) -> RenderResult:
+    """Render many units of one layer, one image per unit, ``batch_size`` at a time.
+
+    Each chunk is one :func:`render_vis` call whose objective gives batch element
+    ``i`` its own unit (``channel(layer, unit_i, batch=i)``), so memory grows
+    with ``batch_size``, not with the number of units.
+
+    Args:
+        model: the network.
+        layer: the layer whose units to render.
+        channels: the units (default: every channel of the layer).
+        batch_size: images optimised together.
+        size: image size (default: the model's usual input size, or 224).
+        image_channels: channels of the rendered images (3 for RGB).
+        unit: ``(layer, index, batch) -> Objective`` for each unit
+            (default :func:`featvis.objectives.channel`).
+        param: ``batch -> parameterisation`` (default ``featvis.param.image``).
+        seed: base seed; chunk ``k`` uses ``seed + k``.
+        **render_kwargs: passed to :func:`render_vis` (steps, transforms, ...).
+
+    Example:
+        >>> from torch import nn
+        >>> model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU())
+        >>> result = render_channels(model, "0", batch_size=3, size=12, steps=2, progress=False)
+        >>> result.images.shape, result.units
+        (torch.Size([4, 3, 12, 12]), [0, 1, 2, 3])
+    """
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    height, width = _size_pair(size if size is not None else default_input_size(model))
+    resolve_layer(model, LayerRef.parse(layer))
+    if channels is None:
+        channels = range(_layer_width(model, layer, (height, width), image_channels, render_kwargs.get("preprocess")))
+    units = list(channels)
+    if not units:
+        raise ValueError("no channels to render")
+    make_unit = unit or (lambda lay, index, batch: channel_objective(lay, index, batch=batch))
+    results = []
+    for start in range(0, len(units), batch_size):
+        chunk = units[start : start + batch_size]
+        objective = Objective.sum(make_unit(layer, u, i) for i, u in enumerate(chunk))
+        with _seeded(None if seed is None else seed + start // batch_size, model_device_dtype(model)[0]):
+            chunk_param = (
+                param(len(chunk)) if param else param_module.image(width, height, batch=len(chunk), channels=image_channels)
+            )
+        result = render_vis(model, objective, chunk_param, seed=None if seed is None else seed + start, **render_kwargs)
+        result.units = chunk
+        results.append(result)
+        if result.interrupted:
+            break
+    return RenderResult.concatenate(results)

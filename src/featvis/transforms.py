@@ -1,0 +1,285 @@
+"""Transformation robustness: random geometric changes applied at every step.
+
+Each transform is an :class:`torch.nn.Module` mapping an image batch
+``(N, C, H, W)`` to an image batch. The random ones draw their parameters
+**independently for each image** from torch's random number generator, and apply
+them all in one batched, differentiable ``grid_sample`` on the image's device.
+They keep the image size, so models with a fixed input size work too; the part
+of the frame that the moved image no longer covers is filled (grey by default).
+
+Amounts of movement are given as an ``int`` (pixels) or a ``float`` (a fraction
+of the image's smaller side), so that the defaults suit a 32x32 model as well as a
+224x224 one.
+
+Example:
+    >>> import torch
+    >>> from featvis import transforms
+    >>> t = transforms.Compose(transforms.Jitter(2), transforms.RandomRotate(10))
+    >>> t(torch.rand(4, 3, 32, 32)).shape
+    torch.Size([4, 3, 32, 32])
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Literal, Union
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+__all__ = [
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "Compose",
+    "Jitter",
+    "Normalize",
+    "Pad",
+    "RandomAffine",
+    "RandomRotate",
+    "RandomScale",
+    "standard",
+]
+
+#: Mean and standard deviation of ImageNet's RGB channels (torchvision's models).
+IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
+IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
+
+Amount = Union[int, float]
+Fill = Union[float, Literal["border", "reflection"]]
+
+
+def _to_pixels(amount: Amount, height: int, width: int) -> float:
+    """An int is pixels; a float is a fraction of the smaller side."""
+    if isinstance(amount, bool) or amount < 0:
+        raise ValueError(f"an amount of movement must be a non-negative int or float, got {amount!r}")
+    if isinstance(amount, int):
+        return float(amount)
+    return float(amount) * min(height, width)
+
+
+def _check_images(images: Tensor) -> None:
+    if images.ndim != 4:
+        raise ValueError(f"transforms take image batches of shape (N, C, H, W), got {tuple(images.shape)}")
+
+
+class Pad(nn.Module):
+    """Pad every side of the image (the image grows by ``2 * amount``).
+
+    Args:
+        amount: pixels (int) or a fraction of the smaller side (float).
+        mode: ``"constant"``, ``"reflect"`` or ``"replicate"``.
+        value: the fill value for ``"constant"``.
+
+    Example:
+        >>> Pad(2)(torch.zeros(1, 3, 8, 8)).shape
+        torch.Size([1, 3, 12, 12])
+    """
+
+    def __init__(
+        self, amount: Amount = 0.05, mode: Literal["constant", "reflect", "replicate"] = "constant", value: float = 0.5
+    ) -> None:
+        super().__init__()
+        _to_pixels(amount, 1, 1)
+        self.amount, self.mode, self.value = amount, mode, value
+
+    def forward(self, images: Tensor) -> Tensor:
+        _check_images(images)
+        pad = int(round(_to_pixels(self.amount, images.shape[2], images.shape[3])))
+        if pad == 0:
+            return images
+        if self.mode == "constant":
+            return F.pad(images, (pad,) * 4, mode="constant", value=self.value)
+        return F.pad(images, (pad,) * 4, mode=self.mode)
+
+    def extra_repr(self) -> str:
+        return f"amount={self.amount!r}, mode={self.mode!r}, value={self.value!r}"
+
+
+class RandomAffine(nn.Module):
+    """Random translation, zoom and rotation, drawn per image, in one ``grid_sample``.
+
+    For each image, a shift in ``[-translate, translate]`` pixels along each axis,
+    a zoom factor in ``scale`` (``> 1`` magnifies) and an angle in
+    ``[-degrees, degrees]`` are drawn uniformly. The output has the input's size.
+
+    Args:
+        translate: largest shift, pixels (int) or a fraction of the smaller side (float).
+        scale: ``(low, high)`` range of zoom factors, or one factor.
+        degrees: largest rotation angle in degrees.
+        fill: a constant for the uncovered area, or ``"border"`` / ``"reflection"``.
+        integer_shifts: round shifts to whole pixels (no interpolation when there
+            is no zoom or rotation).
+        mode: ``"bilinear"`` or ``"nearest"`` interpolation.
+
+    Example:
+        >>> t = RandomAffine(translate=0.1, scale=(0.9, 1.1), degrees=15)
+        >>> t(torch.rand(2, 3, 20, 30)).shape
+        torch.Size([2, 3, 20, 30])
+    """
+
+    def __init__(
+        self,
+        translate: Amount = 0.0,
+        scale: float | tuple[float, float] = 1.0,
+        degrees: float = 0.0,
+        fill: Fill = 0.5,
+        integer_shifts: bool = False,
+        mode: Literal["bilinear", "nearest"] = "bilinear",
+    ) -> None:
+        super().__init__()
+        _to_pixels(translate, 1, 1)
+        low, high = (scale, scale) if isinstance(scale, (int, float)) else tuple(scale)
+        if not 0 < low <= high:
+            raise ValueError(f"scale must be a positive (low, high) range, got {scale!r}")
+        if degrees < 0:
+            raise ValueError(f"degrees must be non-negative, got {degrees!r}")
+        if isinstance(fill, str) and fill not in ("border", "reflection"):
+            raise ValueError(f"fill must be a number, 'border' or 'reflection', got {fill!r}")
+        self.translate, self.scale, self.degrees = translate, (float(low), float(high)), float(degrees)
+        self.fill, self.integer_shifts, self.mode = fill, integer_shifts, mode
+
+    def sample_matrices(self, images: Tensor) -> Tensor:
+        """Draw one ``(2, 3)`` sampling matrix per image, as ``F.affine_grid`` takes them.
+
+        The matrix maps output coordinates to input coordinates, both normalised
+        to [-1, 1].
+        """
+        n, _, height, width = images.shape
+        kwargs = {"device": images.device, "dtype": torch.float32}
+        shift = _to_pixels(self.translate, height, width)
+        shifts = (torch.rand(n, 2, **kwargs) * 2 - 1) * shift
+        if self.integer_shifts:
+            shifts = shifts.round()
+        low, high = self.scale
+        zoom = low + (high - low) * torch.rand(n, **kwargs)
+        angle = (torch.rand(n, **kwargs) * 2 - 1) * math.radians(self.degrees)
+        cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
+        # rotate in pixel units, so that non-square images are not sheared
+        aspect = height / width
+        matrices = torch.stack(
+            [
+                torch.stack([cos, -sin * aspect, 2 * shifts[:, 0] / width], dim=1),
+                torch.stack([sin / aspect, cos, 2 * shifts[:, 1] / height], dim=1),
+            ],
+            dim=1,
+        )
+        return matrices
+
+    def forward(self, images: Tensor) -> Tensor:
+        _check_images(images)
+        matrices = self.sample_matrices(images).to(images.dtype)
+        grid = F.affine_grid(matrices, list(images.shape), align_corners=False)
+        if isinstance(self.fill, str):
+            return F.grid_sample(images, grid, mode=self.mode, padding_mode=self.fill, align_corners=False)
+        shifted = images - self.fill
+        return F.grid_sample(shifted, grid, mode=self.mode, padding_mode="zeros", align_corners=False) + self.fill
+
+    def extra_repr(self) -> str:
+        return (
+            f"translate={self.translate!r}, scale={self.scale!r}, degrees={self.degrees!r}, fill={self.fill!r}"
+            + (", integer_shifts=True" if self.integer_shifts else "")
+        )
+
+
+class Jitter(RandomAffine):
+    """Shift each image by a random whole number of pixels in ``[-shift, shift]``.
+
+    Example:
+        >>> Jitter(3)(torch.rand(5, 1, 16, 16)).shape
+        torch.Size([5, 1, 16, 16])
+    """
+
+    def __init__(self, shift: Amount = 0.03, fill: Fill = 0.5) -> None:
+        super().__init__(translate=shift, fill=fill, integer_shifts=True)
+
+
+class RandomScale(RandomAffine):
+    """Zoom each image about its centre by a random factor in ``scale``.
+
+    Example:
+        >>> RandomScale((0.8, 1.2))(torch.rand(2, 3, 10, 10)).shape
+        torch.Size([2, 3, 10, 10])
+    """
+
+    def __init__(self, scale: tuple[float, float] = (0.9, 1.1), fill: Fill = 0.5) -> None:
+        super().__init__(scale=scale, fill=fill)
+
+
+class RandomRotate(RandomAffine):
+    """Rotate each image about its centre by a random angle in ``[-degrees, degrees]``.
+
+    Example:
+        >>> RandomRotate(20)(torch.rand(2, 3, 10, 10)).shape
+        torch.Size([2, 3, 10, 10])
+    """
+
+    def __init__(self, degrees: float = 10.0, fill: Fill = 0.5) -> None:
+        super().__init__(degrees=degrees, fill=fill)
+
+
+class Normalize(nn.Module):
+    """Subtract a per-channel mean and divide by a per-channel standard deviation.
+
+    Example:
+        >>> normalize = Normalize(IMAGENET_MEAN, IMAGENET_STD)
+        >>> normalize(torch.full((1, 3, 2, 2), 0.485))[0, 0, 0, 0].item()
+        0.0
+    """
+
+    mean: Tensor
+    std: Tensor
+
+    def __init__(self, mean: Sequence[float], std: Sequence[float]) -> None:
+        super().__init__()
+        mean_t = torch.as_tensor(mean, dtype=torch.float32).flatten()
+        std_t = torch.as_tensor(std, dtype=torch.float32).flatten()
+        if mean_t.shape != std_t.shape:
+            raise ValueError(f"mean and std need the same number of channels, got {len(mean_t)} and {len(std_t)}")
+        if bool((std_t <= 0).any()):
+            raise ValueError("std must be positive")
+        self.register_buffer("mean", mean_t.reshape(1, -1, 1, 1))
+        self.register_buffer("std", std_t.reshape(1, -1, 1, 1))
+
+    def forward(self, images: Tensor) -> Tensor:
+        if images.ndim != 4 or images.shape[1] != self.mean.shape[1]:
+            raise ValueError(
+                f"Normalize expects images with {self.mean.shape[1]} channels, got shape {tuple(images.shape)}"
+            )
+        return (images - self.mean.to(images)) / self.std.to(images)
+
+    def extra_repr(self) -> str:
+        return f"mean={self.mean.flatten().tolist()}, std={self.std.flatten().tolist()}"
+
+
+class Compose(nn.Sequential):
+    """Apply transforms one after the other.
+
+    Example:
+        >>> Compose(Pad(4), Jitter(2))(torch.rand(1, 3, 8, 8)).shape
+        torch.Size([1, 3, 16, 16])
+    """
+
+    def __init__(self, *transforms: nn.Module) -> None:
+        super().__init__(*transforms)
+
+
+def standard(
+    translate: Amount = 0.06,
+    scale: tuple[float, float] = (0.9, 1.1),
+    degrees: float = 10.0,
+    fill: Fill = 0.5,
+) -> Compose:
+    """The default transforms: a random shift, zoom and rotation per image.
+
+    The defaults follow Lucid's standard transforms (pad 12 then jitter 8 and 4
+    pixels, zoom 0.9 to 1.1, rotation up to 10 degrees, at 224 pixels), with the
+    shift given relative to the image size so that small images get as much
+    robustness as large ones. It is one :class:`RandomAffine`, so one resampling.
+
+    Example:
+        >>> standard()(torch.rand(3, 3, 32, 32)).shape
+        torch.Size([3, 3, 32, 32])
+    """
+    return Compose(RandomAffine(translate=translate, scale=scale, degrees=degrees, fill=fill))
