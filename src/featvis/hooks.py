@@ -56,17 +56,20 @@ class LayerRef:
     Args:
         layer: the module's name (as in ``model.named_modules()``) or the module.
         select: an index or key into the layer's output when it is a tuple, list
-            or dict; ``None`` uses the output as it is.
+            or dict, or a tuple of them for nested outputs (``(1, "neg")`` reads
+            ``output[1]["neg"]``); ``None`` uses the output as it is.
 
     Example:
         >>> LayerRef.parse("blocks.0.attn[0]")
         LayerRef(layer='blocks.0.attn', select=0)
+        >>> LayerRef.parse("head[1]['logits']").select
+        (1, 'logits')
         >>> str(LayerRef("head", select="logits"))
         "head['logits']"
     """
 
     layer: str | nn.Module
-    select: int | str | None = None
+    select: int | str | tuple[int | str, ...] | None = None
 
     _SELECTOR = re.compile(r"^(?P<name>.*?)\[(?P<key>-?\d+|'[^']*'|\"[^\"]*\")\]$")
 
@@ -81,19 +84,23 @@ class LayerRef:
             raise TypeError(
                 f"a layer is a name (str), a torch.nn.Module or a LayerRef, got {type(spec).__name__}"
             )
-        match = cls._SELECTOR.match(spec)
-        if match is None:
+        keys: list[int | str] = []
+        name = spec
+        while (match := cls._SELECTOR.match(name)) is not None:
+            key = match["key"]
+            keys.insert(0, key[1:-1] if key[0] in "'\"" else int(key))
+            name = match["name"]
+        if not keys:
             return cls(spec)
-        key = match["key"]
-        select: int | str = key[1:-1] if key[0] in "'\"" else int(key)
-        return cls(match["name"], select)
+        return cls(name, keys[0] if len(keys) == 1 else tuple(keys))
 
     def __str__(self) -> str:
         if isinstance(self.layer, str):
             name = self.layer
         else:
             name = f"<{type(self.layer).__name__}>"
-        return name if self.select is None else f"{name}[{self.select!r}]"
+        keys = () if self.select is None else self.select if isinstance(self.select, tuple) else (self.select,)
+        return name + "".join(f"[{key!r}]" for key in keys)
 
 
 LayerSpec = Union[str, nn.Module, LayerRef]
@@ -160,13 +167,13 @@ def resolve_layer(model: nn.Module, ref: LayerRef) -> tuple[str, nn.Module]:
 
 
 def _select(output: Any, ref: LayerRef, name: str) -> Tensor:
-    if ref.select is not None:
+    keys = () if ref.select is None else ref.select if isinstance(ref.select, tuple) else (ref.select,)
+    for key in keys:
         try:
-            output = output[ref.select]
+            output = output[key]
         except (KeyError, IndexError, TypeError) as error:
             raise ValueError(
-                f"cannot select [{ref.select!r}] from the output of layer {name!r} "
-                f"({_describe(output)}): {error}"
+                f"cannot select [{key!r}] from the output of layer {name!r} ({_describe(output)}): {error}"
             ) from None
     if not isinstance(output, Tensor):
         raise ValueError(

@@ -297,7 +297,8 @@ def _check_channel(tensor: Tensor, index: int, ref: LayerRef, what: str = "chann
         raise TypeError(f"the {what} index must be an int, got {type(index).__name__}")
     if not 0 <= index < size:
         raise IndexError(
-            f"{what} {index} is out of range for layer {str(ref)!r}, which has {size} {what}s "
+            f"{what} {index} is out of range for layer {str(ref)!r}, which has {size} "
+            f"{what}{'es' if what.endswith('s') else 's'} "
             f"(valid: 0 to {size - 1})"
         )
 
