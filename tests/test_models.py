@@ -17,7 +17,7 @@ def test_weights_load_through_the_hub_cache(hub_cache: Path) -> None:
     checkpoint = torch.load(hub_cache / "resnet20-12fca82f.th", map_location="cpu", weights_only=True)
     expected = {k.removeprefix("module."): v for k, v in checkpoint["state_dict"].items()}
     state = model.state_dict()
-    assert len(expected) > 100
+    assert len(expected) > 90
     for key, value in expected.items():
         assert torch.equal(state[key], value), key
     assert not model.training
