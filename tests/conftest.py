@@ -11,7 +11,9 @@ import torch
 
 import featvis
 
-SHARED_WEIGHTS = Path(os.environ.get("FEATVIS_SHARED_WEIGHTS", Path(__file__).resolve().parents[2] / "shared/models/cifar10"))
+SHARED_WEIGHTS = Path(
+    os.environ.get("FEATVIS_SHARED_WEIGHTS", Path(__file__).resolve().parents[2] / "shared/models/cifar10")
+)
 
 
 def _require_weights() -> Path:

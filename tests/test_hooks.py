@@ -58,7 +58,9 @@ def test_layer_names_follow_named_modules() -> None:
 
 def test_unknown_layer_lists_the_closest_names() -> None:
     model = featvis.models.cifar10_resnet20(pretrained=False)
-    with pytest.raises(ValueError, match=r"unknown layer 'layer3.1.conv3'.*Closest names: 'layer3.1.conv2', 'layer3.1.conv1'") as info:
+    with pytest.raises(
+        ValueError, match=r"unknown layer 'layer3.1.conv3'.*Closest names: 'layer3.1.conv2', 'layer3.1.conv1'"
+    ) as info:
         ActivationCapture(model, ["layer3.1.conv3"])
     assert "featvis.layer_names(model)" in str(info.value)
     with pytest.raises(ValueError, match="is not part of the model"):

@@ -64,8 +64,12 @@ def test_trained_unit_rises_well_above_its_start(resnet20: nn.Module) -> None:
     assert last > 5 * max(first, 0.1), (first, last)
     pre = featvis.models.default_preprocess(resnet20)
     with torch.no_grad():
-        reached = resnet20.layer3(resnet20.layer2(resnet20.layer1(torch.relu(resnet20.bn1(resnet20.conv1(pre(result.images)))))))
-        grey = resnet20.layer3(resnet20.layer2(resnet20.layer1(torch.relu(resnet20.bn1(resnet20.conv1(pre(start.images)))))))
+        reached = resnet20.layer3(
+            resnet20.layer2(resnet20.layer1(torch.relu(resnet20.bn1(resnet20.conv1(pre(result.images))))))
+        )
+        grey = resnet20.layer3(
+            resnet20.layer2(resnet20.layer1(torch.relu(resnet20.bn1(resnet20.conv1(pre(start.images))))))
+        )
     assert reached[:, 11].mean() > 5 * max(grey[:, 11].mean().item(), 0.1)
 
 
@@ -124,7 +128,7 @@ def test_argument_errors() -> None:
         quick(model, "conv:0", steps=0)
     with pytest.raises(ValueError, match="thresholds must be step numbers from 1 to steps=3, got 9"):
         quick(model, "conv:0", thresholds=[9])
-    with pytest.raises(TypeError, match="param must be a torch.nn.Module"):
+    with pytest.raises(TypeError, match=r"param must be a torch\.nn\.Module"):
         featvis.render_vis(model, "conv:0", torch.zeros(1, 3, 8, 8), progress=False)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="either param or size"):
         featvis.render_vis(model, "conv:0", param.image(8), size=8, progress=False)
@@ -211,7 +215,9 @@ def test_default_preprocessing_knows_the_model() -> None:
 
 
 def test_render_channels_gives_one_image_per_unit(resnet20: nn.Module) -> None:
-    result = featvis.render_channels(resnet20, "layer2", channels=[0, 5, 9], batch_size=2, steps=24, seed=0, progress=False)
+    result = featvis.render_channels(
+        resnet20, "layer2", channels=[0, 5, 9], batch_size=2, steps=24, seed=0, progress=False
+    )
     assert result.images.shape == (3, 3, 32, 32) and result.units == [0, 5, 9]
     assert result.losses.shape == (2, 24)
     pre = featvis.models.default_preprocess(resnet20)

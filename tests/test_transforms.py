@@ -470,6 +470,11 @@ def test_standard_parameters_at_224():
     assert 0.9 - 1e-5 <= float(zoom.min()) < 0.91 and 1.09 < float(zoom.max()) <= 1.1 + 1e-5
     assert float(angle.abs().max()) <= math.radians(10) + 1e-6
     assert float(angle.abs().max()) >= math.radians(9.8)
+    # zoom and angle are uniform on their ranges
+    assert float(zoom.mean()) == pytest.approx(1.0, abs=0.005)
+    assert float(zoom.std()) == pytest.approx(0.2 / math.sqrt(12), rel=0.05)
+    assert float(angle.mean()) == pytest.approx(0.0, abs=math.radians(0.5))
+    assert float(angle.std()) == pytest.approx(math.radians(10) / math.sqrt(3), rel=0.05)
 
 
 def test_standard_scales_with_image_size():

@@ -81,9 +81,7 @@ class LayerRef:
         if isinstance(spec, nn.Module):
             return cls(spec)
         if not isinstance(spec, str):
-            raise TypeError(
-                f"a layer is a name (str), a torch.nn.Module or a LayerRef, got {type(spec).__name__}"
-            )
+            raise TypeError(f"a layer is a name (str), a torch.nn.Module or a LayerRef, got {type(spec).__name__}")
         keys: list[int | str] = []
         name = spec
         while (match := cls._SELECTOR.match(name)) is not None:

@@ -81,7 +81,7 @@ def default_preprocess(model: nn.Module) -> nn.Module:
 
     Example:
         >>> default_preprocess(cifar10_resnet20(pretrained=False))
-        Normalize(mean=[0.48500001430511475, 0.4560000002384186, 0.4059999942779541], std=[0.2290000021457672, 0.2240000069141388, 0.22499999403953552])
+        Normalize(mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
     """
     from .transforms import IMAGENET_MEAN, IMAGENET_STD, Normalize
 
@@ -216,11 +216,11 @@ def load_weights_file(url: str, model_dir: str | os.PathLike[str] | None = None,
     if not actual.startswith(prefix):
         raise RuntimeError(
             f"the weights file {path} is damaged or not the published one: its SHA-256 starts with "
-            f"{actual[:len(prefix)]}, expected {prefix}. Delete it to download it again."
+            f"{actual[: len(prefix)]}, expected {prefix}. Delete it to download it again."
         )
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # noqa: BLE001 - any unpickling failure means the same thing here
+    except Exception as error:
         raise RuntimeError(f"could not load the weights file {path} safely: {error}") from error
 
 

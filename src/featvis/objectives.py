@@ -147,9 +147,7 @@ class Objective:
         shown = [term._wrapped(_SUM) for term in terms]
         if len(shown) > 8:
             shown = [*shown[:3], f"... ({len(shown)} terms) ...", shown[-1]]
-        return Objective(
-            total, " + ".join(shown), _layers_union(*(t.layers for t in terms)), _precedence=_SUM
-        )
+        return Objective(total, " + ".join(shown), _layers_union(*(t.layers for t in terms)), _precedence=_SUM)
 
     def __add__(self, other: ObjectiveLike | float) -> Objective:
         if isinstance(other, numbers.Real):

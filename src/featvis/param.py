@@ -34,8 +34,8 @@ __all__ = [
     "FourierImage",
     "Image",
     "PixelImage",
-    "image",
     "fourier_frequencies",
+    "image",
 ]
 
 #: Square root of the colour covariance of ImageNet pixels (rows: R, G, B), as
@@ -87,7 +87,7 @@ class PixelImage(nn.Module):
 
         Example:
             >>> basis = PixelImage(1, 1, 2, 2)
-            >>> basis.set_raw(torch.ones(1, 1, 2, 2)); float(basis().sum())
+            >>> basis.set_raw(torch.ones(1, 1, 2, 2)); float(basis().detach().sum())
             4.0
         """
         self.pixels.copy_(raw)
@@ -225,9 +225,7 @@ class ColorDecorrelation(nn.Module):
         return cls(torch.eye(channels))
 
     @classmethod
-    def from_images(
-        cls, images: Tensor, method: Literal["svd", "cholesky"] = "svd"
-    ) -> ColorDecorrelation:
+    def from_images(cls, images: Tensor, method: Literal["svd", "cholesky"] = "svd") -> ColorDecorrelation:
         """Estimate the map from your own images.
 
         The colour covariance ``S`` of all pixels is computed, and its square root
@@ -292,7 +290,8 @@ class Image(nn.Module):
 
     Example:
         >>> p = Image(FourierImage(1, 3, 16, 16), ColorDecorrelation())
-        >>> float(p().min()) >= 0 and float(p().max()) <= 1
+        >>> images = p().detach()
+        >>> float(images.min()) >= 0 and float(images.max()) <= 1
         True
     """
 
@@ -314,8 +313,7 @@ class Image(nn.Module):
         self.shape: tuple[int, int, int, int] = shape  # type: ignore[assignment]
         if decorrelation is not None and decorrelation.channels != shape[1]:
             raise ValueError(
-                f"the colour decorrelation works on {decorrelation.channels} channels "
-                f"but the image has {shape[1]}"
+                f"the colour decorrelation works on {decorrelation.channels} channels but the image has {shape[1]}"
             )
 
     @property
@@ -437,4 +435,3 @@ def image(
     if init is not None:
         result.set_image(init)
     return result
-

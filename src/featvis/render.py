@@ -10,7 +10,7 @@ Example:
     >>> import torch
     >>> from torch import nn
     >>> import featvis
-    >>> model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU())
+    >>> model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU()).eval()
     >>> result = featvis.render_vis(model, "0:1", size=16, steps=4, progress=False)
     >>> result.images.shape
     torch.Size([1, 3, 16, 16])
@@ -382,7 +382,7 @@ def render_vis(
         >>> import torch
         >>> from torch import nn
         >>> from featvis import objectives
-        >>> model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Conv2d(8, 8, 3))
+        >>> model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Conv2d(8, 8, 3)).eval()
         >>> objective = objectives.channel("2", 3) - 0.1 * objectives.total_variation()
         >>> result = render_vis(model, objective, size=24, steps=8, seed=0, progress=False)
         >>> result.images.shape, result.losses.shape
@@ -458,9 +458,7 @@ def _progress_bar(total: int, description: str, enabled: bool) -> Any:
 
 
 # ---- many units -----------------------------------------------------------------
-def _layer_width(
-    model: nn.Module, layer: LayerSpec, size: tuple[int, int], channels: int, preprocess: Any
-) -> int:
+def _layer_width(model: nn.Module, layer: LayerSpec, size: tuple[int, int], channels: int, preprocess: Any) -> int:
     """Number of channels of ``layer``, from one forward pass of one grey image."""
     device, dtype = model_device_dtype(model)
     prepare = default_preprocess(model) if preprocess in (None, True) else (preprocess or nn.Identity())
@@ -507,7 +505,7 @@ def render_channels(
 
     Example:
         >>> from torch import nn
-        >>> model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU())
+        >>> model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU()).eval()
         >>> result = render_channels(model, "0", batch_size=3, size=12, steps=2, progress=False)
         >>> result.images.shape, result.units
         (torch.Size([4, 3, 12, 12]), [0, 1, 2, 3])
@@ -516,23 +514,31 @@ def render_channels(
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
     height, width = _size_pair(size if size is not None else default_input_size(model))
     resolve_layer(model, LayerRef.parse(layer))
-    if channels is None:
-        channels = range(_layer_width(model, layer, (height, width), image_channels, render_kwargs.get("preprocess")))
-    units = list(channels)
-    if not units:
-        raise ValueError("no channels to render")
     make_unit = unit or (lambda lay, index, batch: channel_objective(lay, index, batch=batch))
+    device = model_device_dtype(model)[0]
     results = []
-    for start in range(0, len(units), batch_size):
-        chunk = units[start : start + batch_size]
-        objective = Objective.sum(make_unit(layer, u, i) for i, u in enumerate(chunk))
-        with _seeded(None if seed is None else seed + start // batch_size, model_device_dtype(model)[0]):
-            chunk_param = (
-                param(len(chunk)) if param else param_module.image(width, height, batch=len(chunk), channels=image_channels)
+    with _rendering_state(model):  # warn about training mode once, not once per chunk
+        if channels is None:
+            width_of_layer = _layer_width(
+                model, layer, (height, width), image_channels, render_kwargs.get("preprocess")
             )
-        result = render_vis(model, objective, chunk_param, seed=None if seed is None else seed + start, **render_kwargs)
-        result.units = chunk
-        results.append(result)
-        if result.interrupted:
-            break
+            channels = range(width_of_layer)
+        units = list(channels)
+        if not units:
+            raise ValueError("no channels to render")
+        for chunk_index, start in enumerate(range(0, len(units), batch_size)):
+            chunk = units[start : start + batch_size]
+            chunk_seed = None if seed is None else seed + chunk_index
+            objective = Objective.sum(make_unit(layer, u, i) for i, u in enumerate(chunk))
+            with _seeded(chunk_seed, device):
+                chunk_param = (
+                    param(len(chunk))
+                    if param
+                    else param_module.image(width, height, batch=len(chunk), channels=image_channels)
+                )
+            result = render_vis(model, objective, chunk_param, seed=chunk_seed, **render_kwargs)
+            result.units = chunk
+            results.append(result)
+            if result.interrupted:
+                break
     return RenderResult.concatenate(results)

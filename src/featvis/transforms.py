@@ -86,7 +86,7 @@ class Pad(nn.Module):
 
     def forward(self, images: Tensor) -> Tensor:
         _check_images(images)
-        pad = int(round(_to_pixels(self.amount, images.shape[2], images.shape[3])))
+        pad = round(_to_pixels(self.amount, images.shape[2], images.shape[3]))
         if pad == 0:
             return images
         if self.mode == "constant":
@@ -177,9 +177,8 @@ class RandomAffine(nn.Module):
         return F.grid_sample(shifted, grid, mode=self.mode, padding_mode="zeros", align_corners=False) + self.fill
 
     def extra_repr(self) -> str:
-        return (
-            f"translate={self.translate!r}, scale={self.scale!r}, degrees={self.degrees!r}, fill={self.fill!r}"
-            + (", integer_shifts=True" if self.integer_shifts else "")
+        return f"translate={self.translate!r}, scale={self.scale!r}, degrees={self.degrees!r}, fill={self.fill!r}" + (
+            ", integer_shifts=True" if self.integer_shifts else ""
         )
 
 
@@ -250,7 +249,10 @@ class Normalize(nn.Module):
         return (images - self.mean.to(images)) / self.std.to(images)
 
     def extra_repr(self) -> str:
-        return f"mean={self.mean.flatten().tolist()}, std={self.std.flatten().tolist()}"
+        def show(values: Tensor) -> str:
+            return "(" + ", ".join(f"{v:.4g}" for v in values.flatten().tolist()) + ")"
+
+        return f"mean={show(self.mean)}, std={show(self.std)}"
 
 
 class Compose(nn.Sequential):
