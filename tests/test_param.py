@@ -383,7 +383,7 @@ def test_set_image_clips_extremes_for_sigmoid():
 @pytest.mark.parametrize("shape", [(2, 3, 9, 9), (2, 1, 9, 8), (3, 9, 7), (9, 8)])
 def test_set_image_wrong_shape(shape):
     p = make_image("fft", True, "sigmoid", 3)
-    with pytest.raises(ValueError, match=r"must have shape \(N, 3, 9, 8\)"):
+    with pytest.raises(ValueError, match=r"must have shape \(2, 3, 9, 8\) or \(3, 9, 8\)"):
         p.set_image(torch.rand(*shape))
 
 
@@ -521,7 +521,7 @@ def test_image_helper_init(fft):
 
 
 def test_image_helper_init_wrong_shape():
-    with pytest.raises(ValueError, match=r"must have shape \(N, 3, 12, 10\).*got \((1, )?3, 10, 12\)"):
+    with pytest.raises(ValueError, match=r"must have shape \(1, 3, 12, 10\) or \(3, 12, 10\).*got \(3, 10, 12\)"):
         param.image(10, 12, init=torch.rand(3, 10, 12))
 
 
@@ -542,3 +542,9 @@ def test_image_property(batch, channels, h, w, fft, decorrelate, output, sd):
     assert out.shape == (batch, channels, h, w)
     assert bool(torch.isfinite(out).all())
     assert float(out.min()) >= 0.0 and float(out.max()) <= 1.0
+
+
+def test_from_images_singular_covariance_is_a_clear_error():
+    grey = torch.rand(2, 1, 8, 8).expand(2, 3, 8, 8)  # three identical channels
+    with pytest.raises(ValueError, match="singular"):
+        param.ColorDecorrelation.from_images(grey, method="cholesky")

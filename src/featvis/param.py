@@ -256,7 +256,9 @@ class ColorDecorrelation(nn.Module):
             eigenvalues, eigenvectors = torch.linalg.eigh(covariance)
             matrix = eigenvectors * eigenvalues.clamp(min=0).sqrt()
         elif method == "cholesky":
-            matrix = torch.linalg.cholesky(covariance)
+            matrix, info = torch.linalg.cholesky_ex(covariance)
+            if int(info) != 0:
+                raise ValueError("the colour covariance of these images is singular: the map must be invertible")
         else:
             raise ValueError(f"method must be 'svd' or 'cholesky', got {method!r}")
         return cls(matrix.float(), mean.float())
@@ -368,12 +370,13 @@ class Image(nn.Module):
         """
         device = next(iter(self.parameters())).device
         images = torch.as_tensor(images, dtype=torch.float32, device=device)
+        given = tuple(images.shape)
         if images.ndim == 3:
             images = images[None]
-        if images.ndim != 4 or images.shape[1:] != torch.Size(self.shape[1:]):
+        if images.ndim != 4 or images.shape[1:] != torch.Size(self.shape[1:]) or images.shape[0] not in (1, self.batch):
             raise ValueError(
-                f"the starting image must have shape (N, {self.channels}, {self.height}, {self.width}) "
-                f"to match this parameterisation, got {tuple(images.shape)}"
+                f"the starting image must have shape ({self.batch}, {self.channels}, {self.height}, {self.width}) "
+                f"or ({self.channels}, {self.height}, {self.width}) to match this parameterisation, got {given}"
             )
         images = images.expand(self.batch, -1, -1, -1)
         if self.output == "sigmoid":

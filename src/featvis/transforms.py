@@ -149,9 +149,11 @@ class RandomAffine(nn.Module):
         n, _, height, width = images.shape
         kwargs = {"device": images.device, "dtype": torch.float32}
         shift = _to_pixels(self.translate, height, width)
-        shifts = (torch.rand(n, 2, **kwargs) * 2 - 1) * shift
-        if self.integer_shifts:
-            shifts = shifts.round()
+        if self.integer_shifts:  # uniform over the whole numbers in [-shift, shift]
+            whole = math.floor(shift)
+            shifts = torch.randint(-whole, whole + 1, (n, 2), device=images.device).float()
+        else:
+            shifts = (torch.rand(n, 2, **kwargs) * 2 - 1) * shift
         low, high = self.scale
         zoom = low + (high - low) * torch.rand(n, **kwargs)
         angle = (torch.rand(n, **kwargs) * 2 - 1) * math.radians(self.degrees)
