@@ -527,6 +527,12 @@ def alignment(layer: LayerSpec, decay_ratio: float = 2.0) -> Objective:
 
 
 # ---- penalties -----------------------------------------------------------------------
+def _penalty(name: str, ref: LayerRef, value: ObjectiveFunction, **options: Any) -> Objective:
+    """A penalty objective; its description leaves out the default layer, the image."""
+    args = () if ref.layer == INPUT and ref.select is None else (ref,)
+    return Objective(value, _call(name, *args, **options), [ref])
+
+
 def _image_like(acts: Activations, ref: LayerRef) -> Tensor:
     tensor = acts[ref]
     if tensor.ndim != 4:
@@ -552,7 +558,7 @@ def total_variation(layer: LayerSpec = INPUT) -> Objective:
         dx = (image[:, :, :, 1:] - image[:, :, :, :-1]).abs().mean()
         return dx + dy
 
-    return Objective(value, _call("total_variation") if ref.layer == INPUT else _call("total_variation", ref), [ref])
+    return _penalty("total_variation", ref, value)
 
 
 def l1(layer: LayerSpec = INPUT, constant: float = 0.0) -> Objective:
@@ -567,8 +573,7 @@ def l1(layer: LayerSpec = INPUT, constant: float = 0.0) -> Objective:
     def value(acts: Activations) -> Tensor:
         return (acts[ref] - constant).abs().mean()
 
-    args = (ref,) if ref.layer != INPUT else ()
-    return Objective(value, _call("l1", *args, constant=constant or None), [ref])
+    return _penalty("l1", ref, value, constant=constant or None)
 
 
 def l2(layer: LayerSpec = INPUT, constant: float = 0.0, epsilon: float = 1e-6) -> Objective:
@@ -583,8 +588,7 @@ def l2(layer: LayerSpec = INPUT, constant: float = 0.0, epsilon: float = 1e-6) -
     def value(acts: Activations) -> Tensor:
         return ((acts[ref] - constant).square().mean() + epsilon).sqrt()
 
-    args = (ref,) if ref.layer != INPUT else ()
-    return Objective(value, _call("l2", *args, constant=constant or None), [ref])
+    return _penalty("l2", ref, value, constant=constant or None)
 
 
 def blur(layer: LayerSpec = INPUT) -> Objective:
@@ -605,4 +609,4 @@ def blur(layer: LayerSpec = INPUT) -> Objective:
             blurred = F.avg_pool2d(image, 3, stride=1, padding=1, count_include_pad=False)
         return 0.5 * (image - blurred).square().mean()
 
-    return Objective(value, _call("blur") if ref.layer == INPUT else _call("blur", ref), [ref])
+    return _penalty("blur", ref, value)
