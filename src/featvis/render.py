@@ -258,6 +258,19 @@ def _make_transforms(transforms: TransformSpec) -> Callable[[Tensor], Tensor]:
     return transforms
 
 
+def _make_preprocess(
+    preprocess: Callable[[Tensor], Tensor] | bool | None, model: nn.Module, device: torch.device
+) -> Callable[[Tensor], Tensor]:
+    """``None``/``True``: the model's own normalisation; ``False``: none; else the callable given."""
+    if preprocess is None or preprocess is True:
+        prepare: Callable[[Tensor], Tensor] = default_preprocess(model)
+    elif preprocess is False:
+        prepare = nn.Identity()
+    else:
+        prepare = preprocess
+    return prepare.to(device) if isinstance(prepare, nn.Module) else prepare
+
+
 def _make_optimizer(optimizer: OptimizerSpec, parameters: list[nn.Parameter]) -> torch.optim.Optimizer:
     if optimizer is None:
         return torch.optim.Adam(parameters, lr=0.05)
@@ -392,14 +405,7 @@ def render_vis(
     chosen_thresholds = _check_steps(steps, thresholds)
     device, dtype = model_device_dtype(model)
     transform = _make_transforms(transforms)
-    if preprocess is None or preprocess is True:
-        prepare: Callable[[Tensor], Tensor] = default_preprocess(model)
-    elif preprocess is False:
-        prepare = nn.Identity()
-    else:
-        prepare = preprocess
-    if isinstance(prepare, nn.Module):
-        prepare = prepare.to(device)
+    prepare = _make_preprocess(preprocess, model, device)
     if isinstance(transform, nn.Module):
         transform = transform.to(device)
 
@@ -461,9 +467,7 @@ def _progress_bar(total: int, description: str, enabled: bool) -> Any:
 def _layer_width(model: nn.Module, layer: LayerSpec, size: tuple[int, int], channels: int, preprocess: Any) -> int:
     """Number of channels of ``layer``, from one forward pass of one grey image."""
     device, dtype = model_device_dtype(model)
-    prepare = default_preprocess(model) if preprocess in (None, True) else (preprocess or nn.Identity())
-    if isinstance(prepare, nn.Module):
-        prepare = prepare.to(device)
+    prepare = _make_preprocess(preprocess, model, device)
     probe = torch.full((1, channels, *size), 0.5, device=device)
     ref = LayerRef.parse(layer)
     with _rendering_state(model), ActivationCapture(model, [ref]) as capture, torch.no_grad():
