@@ -42,6 +42,7 @@ __all__ = [
     "LayerRef",
     "LayerSpec",
     "layer_names",
+    "model_device_dtype",
     "resolve_layer",
 ]
 
