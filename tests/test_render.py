@@ -250,6 +250,39 @@ def test_result_helpers(tmp_path: Path) -> None:
     assert np.array_equal(np.asarray(four.pil()[0]), np.asarray(four.pil(four.images[:, :3])[0]))
 
 
+def test_grid_places_scaled_images_and_captions() -> None:
+    images = torch.rand(4, 3, 8, 10)
+    result = featvis.RenderResult(images, {}, torch.zeros(1), "x", 1, units=[3, 5, 7, 9])
+    plain = np.asarray(result.grid(nrow=2, padding=2))
+    assert plain.shape == (2 + 2 * 10, 2 + 2 * 12, 3)
+    # image 3 (second row, second column) sits at (2 + 10, 2 + 12), pixel for pixel
+    assert np.array_equal(plain[12:20, 14:24], np.asarray(result.pil()[3]))
+    assert (plain[:2] == 255).all() and (plain[:, :2] == 255).all()
+
+    labelled = result.grid(nrow=2, padding=2, labels=True, scale=3)
+    width, height = labelled.size
+    assert width == 2 + 2 * (30 + 2) and height > 2 + 2 * (24 + 2)  # a caption strip under each row
+    array = np.asarray(labelled)
+    enlarged = np.asarray(result.pil()[0].resize((30, 24), Image.NEAREST))
+    assert np.array_equal(array[2:26, 2:32], enlarged)
+    strip = array[26 : 26 + (height - 2 - 2 * 26) // 2, 2:32]
+    assert (strip < 128).any(), "the caption is drawn in dark ink under the image"
+    unlabelled_strip = np.asarray(result.grid(nrow=2, padding=2, scale=3))[26:28, 2:32]
+    assert (unlabelled_strip == 255).all()
+
+
+def test_grid_label_errors_say_what_to_pass() -> None:
+    result = featvis.RenderResult(torch.rand(2, 3, 8, 8), {}, torch.zeros(1), "x", 1)
+    with pytest.raises(ValueError, match="got 3 labels for 2 images"):
+        result.grid(labels=["a", "b", "c"])
+    with pytest.raises(ValueError, match="labels=True shows the rendered units, but this result has none"):
+        result.grid(labels=True)
+    with pytest.raises(ValueError, match="scale must be a positive whole number"):
+        result.grid(scale=0)
+    long_label = result.grid(labels=["a very long caption that cannot fit", "b"], scale=2)
+    assert long_label.size[0] == 2 + 2 * 18
+
+
 def test_grayscale_and_four_channel_models() -> None:
     for channels in (1, 4):
         model = nn.Sequential(nn.Conv2d(channels, 3, 3), nn.ReLU()).eval()

@@ -66,6 +66,28 @@ def _displayable(images: Tensor) -> Tensor:
     return images[:, :3]
 
 
+def _caption_font(width: int) -> tuple[Any, int]:
+    """A font sized for captions under images ``width`` pixels wide, and the caption strip's height."""
+    from PIL import ImageFont
+
+    size = max(8, min(14, width // 6))
+    try:
+        font = ImageFont.load_default(size=size)
+    except TypeError:  # Pillow < 10.1: one fixed bitmap font
+        font = ImageFont.load_default()
+        size = 11
+    return font, size + 4
+
+
+def _fit_text(draw: Any, text: str, font: Any, width: int) -> str:
+    """``text``, cut and ended with an ellipsis where it is wider than ``width`` pixels."""
+    if draw.textlength(text, font=font) <= width:
+        return text
+    while text and draw.textlength(text + "…", font=font) > width:
+        text = text[:-1]
+    return text + "…"
+
+
 @dataclass
 class RenderResult:
     """What :func:`render_vis` reached.
@@ -123,19 +145,71 @@ class RenderResult:
             return [Image.fromarray(a[:, :, 0], mode="L") for a in array]
         return [Image.fromarray(a, mode="RGB") for a in array]
 
-    def grid(self, nrow: int | None = None, padding: int = 2, images: Tensor | None = None) -> PILImage:
+    def grid(
+        self,
+        nrow: int | None = None,
+        padding: int = 2,
+        images: Tensor | None = None,
+        *,
+        labels: Sequence[object] | bool | None = None,
+        scale: int = 1,
+    ) -> PILImage:
         """All images in one PIL image, ``nrow`` per row (a near-square grid by default).
 
-        Example:
-            >>> RenderResult(torch.rand(4, 3, 8, 8), {}, torch.zeros(1), "x", 1).grid().size
-            (22, 22)
-        """
-        from torchvision.utils import make_grid
+        Args:
+            nrow: images per row.
+            padding: white pixels between and around the images.
+            images: images to show instead of :attr:`images` (e.g. a snapshot).
+            labels: a caption under each image: one per image, or ``True`` for
+                :attr:`units` (what :func:`render_channels` rendered).
+            scale: enlarge each image this many times (nearest neighbour), so that
+                32x32 pictures and their captions can be read.
 
-        images = _displayable(self.images if images is None else images).float().clamp(0, 1)
-        per_row = nrow or max(1, math.ceil(math.sqrt(images.shape[0])))
-        grid = make_grid(images, nrow=per_row, padding=padding, pad_value=1.0)
-        return self.pil(grid[None])[0]
+        Example:
+            >>> result = RenderResult(torch.rand(4, 3, 8, 8), {}, torch.zeros(1), "x", 1)
+            >>> result.grid().size
+            (22, 22)
+            >>> result.grid(nrow=4, labels=["a", "b", "c", "d"], scale=4).size[0]
+            138
+        """
+        from PIL import Image, ImageDraw
+
+        images = _displayable(self.images if images is None else images)
+        count = images.shape[0]
+        captions = self._captions(labels, count)
+        if scale < 1 or int(scale) != scale:
+            raise ValueError(f"scale must be a positive whole number, got {scale!r}")
+        tiles = self.pil(images)
+        if scale != 1:
+            tiles = [tile.resize((tile.width * scale, tile.height * scale), Image.NEAREST) for tile in tiles]
+        width, height = tiles[0].size
+        font, caption_height = _caption_font(width) if captions else (None, 0)
+        per_row = nrow or max(1, math.ceil(math.sqrt(count)))
+        rows = math.ceil(count / per_row)
+        cell_w, cell_h = width + padding, height + caption_height + padding
+        canvas = Image.new(tiles[0].mode, (padding + per_row * cell_w, padding + rows * cell_h), color="white")
+        draw = ImageDraw.Draw(canvas)
+        for index, tile in enumerate(tiles):
+            x = padding + (index % per_row) * cell_w
+            y = padding + (index // per_row) * cell_h
+            canvas.paste(tile, (x, y))
+            if captions:
+                text = _fit_text(draw, captions[index], font, width)
+                text_width = draw.textlength(text, font=font)
+                draw.text((x + (width - text_width) / 2, y + height + 1), text, fill="black", font=font)
+        return canvas
+
+    def _captions(self, labels: Sequence[object] | bool | None, count: int) -> list[str]:
+        if labels is None or labels is False:
+            return []
+        if labels is True:
+            if len(self.units) != count:
+                raise ValueError("labels=True shows the rendered units, but this result has none; pass the labels")
+            labels = self.units
+        captions = [str(label) for label in labels]
+        if len(captions) != count:
+            raise ValueError(f"got {len(captions)} labels for {count} images; give one label per image")
+        return captions
 
     def save(self, path: str | os.PathLike[str], index: int = 0) -> None:
         """Save one image (``index``) as a PNG file.
@@ -148,16 +222,24 @@ class RenderResult:
         """
         self.pil(self.images[index : index + 1] if index != -1 else self.images[-1:])[0].save(path)
 
-    def save_grid(self, path: str | os.PathLike[str], nrow: int | None = None, padding: int = 2) -> None:
-        """Save all images as one PNG grid.
+    def save_grid(
+        self,
+        path: str | os.PathLike[str],
+        nrow: int | None = None,
+        padding: int = 2,
+        *,
+        labels: Sequence[object] | bool | None = None,
+        scale: int = 1,
+    ) -> None:
+        """Save all images as one PNG grid (arguments as in :meth:`grid`).
 
         Example:
             >>> import tempfile, pathlib
             >>> result = RenderResult(torch.rand(3, 3, 8, 8), {}, torch.zeros(1), "x", 1)
             >>> with tempfile.TemporaryDirectory() as d:
-            ...     result.save_grid(pathlib.Path(d) / "grid.png", nrow=3)
+            ...     result.save_grid(pathlib.Path(d) / "grid.png", nrow=3, labels=["a", "b", "c"], scale=2)
         """
-        self.grid(nrow=nrow, padding=padding).save(path)
+        self.grid(nrow=nrow, padding=padding, labels=labels, scale=scale).save(path)
 
     def _repr_png_(self) -> bytes:
         buffer = io.BytesIO()
@@ -171,8 +253,11 @@ class RenderResult:
             >>> RenderResult(torch.rand(1, 3, 8, 8), {}, torch.zeros(1), "x", 1).show()
         """
         try:
+            from IPython import get_ipython
             from IPython.display import display
         except ImportError:
+            return
+        if get_ipython() is None:  # a plain Python session: nothing to display in
             return
         display(self.grid())
 
