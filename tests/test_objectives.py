@@ -96,6 +96,30 @@ def test_diversity_matches_a_pairwise_loop() -> None:
     assert value(O.diversity("conv"), conv=CONV[:1]) == 0.0
 
 
+def test_grouped_diversity_only_compares_images_within_a_group() -> None:
+    conv = torch.randn(6, 4, 5, 6, generator=GEN)
+    array = conv.double().numpy()
+    n, c = array.shape[:2]
+    grams = []
+    for i in range(n):
+        flat = array[i].reshape(c, -1)
+        gram = flat @ flat.T / flat.shape[1]
+        grams.append(gram / np.linalg.norm(gram))
+    pairs = [(i, j) for i in range(n) for j in range(n) if i != j and i // 3 == j // 3]
+    expected = -sum((grams[i] * grams[j]).sum() for i, j in pairs) / n
+    assert value(O.diversity("conv", group_size=3), conv=conv) == pytest.approx(expected, rel=1e-5)
+    whole = value(O.diversity("conv"), conv=conv)
+    assert whole != pytest.approx(expected, rel=1e-3)  # the groups really are kept apart
+    assert value(O.diversity("conv", group_size=1), conv=conv) == 0.0
+
+
+def test_grouped_diversity_names_a_batch_that_does_not_split() -> None:
+    with pytest.raises(ValueError, match="batch of 3 images does not split into groups of 2"):
+        value(O.diversity("conv", group_size=2))
+    with pytest.raises(ValueError, match="group_size must be a positive whole number"):
+        O.diversity("conv", group_size=0)
+
+
 def test_alignment_matches_a_loop() -> None:
     conv = torch.randn(6, 2, 3, 3, generator=GEN)
     a = conv.numpy().astype(np.float64)

@@ -474,32 +474,45 @@ def channel_interpolate(layer1: LayerSpec, channel1: int, layer2: LayerSpec, cha
 
 
 # ---- batch objectives -----------------------------------------------------------------
-def diversity(layer: LayerSpec) -> Objective:
+def diversity(layer: LayerSpec, group_size: int | None = None) -> Objective:
     """Make the images of a batch differ: minus the mean Gram-matrix cosine between them.
 
     Each image's style is its channel Gram matrix at ``layer``; the value is
     ``-(sum over pairs i != j of cos(G_i, G_j)) / N``, 0 for a single image.
     Add it to a unit objective with a weight (Lucid uses around 1e-2 to 1e2,
-    depending on the unit's scale).
+    depending on the unit's scale). With ``group_size=k`` the batch is read as
+    consecutive groups of ``k`` images (say, ``k`` images of each class) and only
+    images of the same group are pushed apart.
 
     Example:
         >>> print(channel("layer3", 2) + 0.5 * diversity("layer2"))
         channel('layer3', 2) + 0.5 * diversity('layer2')
+        >>> print(diversity("layer2", group_size=4))
+        diversity('layer2', group_size=4)
     """
     ref = LayerRef.parse(layer)
+    if group_size is not None and (int(group_size) != group_size or group_size < 1):
+        raise ValueError(f"group_size must be a positive whole number, got {group_size!r}")
 
     def value(acts: Activations) -> Tensor:
         units = _channels_first(acts[ref], ref)
         n, c = units.shape[:2]
-        if n < 2:
+        size = n if group_size is None else group_size
+        if n % size:
+            raise ValueError(
+                f"diversity({ref}, group_size={group_size}): a batch of {n} images does not split into groups "
+                f"of {group_size}; make the batch a multiple of the group size"
+            )
+        if size < 2:
             return units.new_zeros(())
         flat = units.reshape(n, c, -1)
         grams = flat @ flat.transpose(1, 2) / flat.shape[2]
-        grams = F.normalize(grams.reshape(n, -1), dim=1, eps=1e-10)
-        similarity = grams @ grams.T
-        return -(similarity.sum() - similarity.diagonal().sum()) / n
+        grams = F.normalize(grams.reshape(n // size, size, -1), dim=-1, eps=1e-10)
+        similarity = grams @ grams.transpose(1, 2)  # (groups, size, size)
+        off_diagonal = similarity.sum() - similarity.diagonal(dim1=1, dim2=2).sum()
+        return -off_diagonal / n
 
-    return Objective(value, _call("diversity", ref), [ref])
+    return Objective(value, _call("diversity", ref, group_size=group_size), [ref])
 
 
 def alignment(layer: LayerSpec, decay_ratio: float = 2.0) -> Objective:
