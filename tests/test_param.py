@@ -32,9 +32,10 @@ def numpy_frequencies(h, w):
 def numpy_fourier_image(spectrum, h, w, decay):
     """The image a FourierImage with this ``spectrum`` parameter should return, in float64."""
     freqs = numpy_frequencies(h, w)
-    scale = 1.0 / np.maximum(freqs, 1.0 / max(h, w)) ** decay
+    longest = max(h, w)
+    scale = longest / np.maximum(freqs * longest, 1.0) ** decay
     coefficients = (spectrum[..., 0] + 1j * spectrum[..., 1]) * scale
-    return np.fft.irfft2(coefficients, s=(h, w), norm="ortho") / 4.0
+    return np.fft.irfft2(coefficients, s=(h, w), norm="ortho")
 
 
 def smooth_images(n, c, h, w, seed=0):
@@ -79,17 +80,26 @@ def test_fourier_image_matches_numpy_reference(h, w, decay):
 def test_fourier_scale_buffer_matches_formula():
     basis = FourierImage(1, 1, 6, 10, decay=1.5)
     freqs = numpy_frequencies(6, 10)
-    expected = 1.0 / np.maximum(freqs, 0.1) ** 1.5
+    expected = 10.0 / np.maximum(freqs * 10, 1.0) ** 1.5
     np.testing.assert_allclose(basis.scale.numpy(), expected, rtol=1e-5)
-    # the DC bin is clamped to 1/max(h, w), so its scale is max(h, w)**decay
-    assert float(basis.scale[0, 0]) == pytest.approx(10**1.5, rel=1e-5)
+    # the DC bin and the one-cycle-per-image bins have gain max(h, w), whatever the decay
+    for decay in (0.0, 1.0, 1.25, 2.0):
+        scale = FourierImage(1, 1, 6, 10, decay=decay).scale
+        assert float(scale[0, 0]) == pytest.approx(10.0) and float(scale[0, 1]) == pytest.approx(10.0)
 
 
-def test_fourier_decay_zero_is_plain_inverse_fft():
+def test_fourier_decay_one_is_lucids_scaling_without_the_division_by_four():
+    for h, w in [(32, 32), (224, 224), (5, 9)]:
+        freqs = numpy_frequencies(h, w)
+        lucid = 1.0 / np.maximum(freqs, 1.0 / max(h, w))
+        np.testing.assert_allclose(FourierImage(1, 1, h, w, decay=1.0).scale.numpy(), lucid, rtol=1e-5)
+
+
+def test_fourier_decay_zero_is_a_plain_inverse_fft_with_gain_max_side():
     torch.manual_seed(3)
     basis = FourierImage(1, 2, 6, 7, decay=0.0, sd=1.0)
     spectrum = torch.view_as_complex(basis.spectrum.detach())
-    expected = torch.fft.irfft2(spectrum, s=(6, 7), norm="ortho") / 4
+    expected = torch.fft.irfft2(spectrum * 7, s=(6, 7), norm="ortho")
     torch.testing.assert_close(basis(), expected)
 
 

@@ -49,9 +49,10 @@ IMAGENET_COLOR_CORRELATION: tuple[tuple[float, float, float], ...] = (
 IMAGENET_COLOR_MEAN: tuple[float, float, float] = (0.48, 0.46, 0.41)
 
 OutputKind = Literal["sigmoid", "clamp"]
-# Lucid divides the inverse FFT by this constant so that the initial image's
-# pixels have a standard deviation comparable to the pixel basis.
-_FOURIER_SCALE = 4.0
+# The default 1/f exponent. Lucid uses 1.0; 1.25 gave CIFAR-10 class images that stay
+# recognisable under blur and down-and-up resizing, with a natural spectral slope, and
+# pictures at 224 as clear as with 1.0 (benchmarks/quality.py, docs/benchmarks.md).
+DEFAULT_DECAY = 1.25
 
 
 def _check_size(batch: int, channels: int, height: int, width: int) -> None:
@@ -112,13 +113,19 @@ class FourierImage(nn.Module):
     """An image parameterised by its real-FFT spectrum, with 1/f amplitude scaling.
 
     Each frequency bin's learnable complex coefficient is multiplied by
-    ``1 / max(f, 1 / max(H, W)) ** decay`` before the inverse FFT, so that every
-    frequency starts with the same amount of energy as in natural images and
-    gradient steps do not favour high-frequency noise (Olah et al., 2017).
+    ``S / max(f * S, 1) ** decay`` before the inverse FFT (``S = max(H, W)``,
+    ``f`` in cycles per pixel, so ``f * S`` counts cycles across the image). High
+    frequencies get small steps and the optimiser does not waste its steps on
+    pixel noise (Olah et al., 2017). The coarsest frequencies have gain ``S`` at
+    every ``decay`` and every size, so the step a learning rate makes at the
+    coarse scale is the same for a 32x32 image and a 224x224 one. With
+    ``decay=1`` this is Lucid's scaling ``1 / max(f, 1 / S)``; Lucid then divides
+    the image by 4 and featvis does not, which is the same as a 4 times larger
+    learning rate.
 
     Args:
         batch, channels, height, width: the shape of the image batch.
-        decay: exponent of the ``1/f`` amplitude scaling (``0`` disables it).
+        decay: exponent of the ``1/f`` amplitude scaling (``0``: every frequency has gain ``S``).
         sd: standard deviation of the random initial spectrum.
 
     Example:
@@ -135,14 +142,15 @@ class FourierImage(nn.Module):
         channels: int,
         height: int,
         width: int,
-        decay: float = 1.0,
+        decay: float = DEFAULT_DECAY,
         sd: float = 0.01,
     ) -> None:
         super().__init__()
         _check_size(batch, channels, height, width)
         self.height, self.width, self.decay = height, width, float(decay)
         freqs = fourier_frequencies(height, width)
-        scale = 1.0 / torch.clamp(freqs, min=1.0 / max(height, width)) ** self.decay
+        longest = max(height, width)
+        scale = longest / torch.clamp(freqs * longest, min=1.0) ** self.decay
         self.register_buffer("scale", scale, persistent=False)
         # real and imaginary parts, last dimension
         self.spectrum = nn.Parameter(torch.randn(batch, channels, *freqs.shape, 2) * sd)
@@ -150,7 +158,7 @@ class FourierImage(nn.Module):
     def forward(self) -> Tensor:
         coefficients = torch.view_as_complex(self.spectrum) * self.scale
         raw = torch.fft.irfft2(coefficients, s=(self.height, self.width), norm="ortho")
-        return raw / _FOURIER_SCALE
+        return raw
 
     @torch.no_grad()
     def set_raw(self, raw: Tensor) -> None:
@@ -162,7 +170,7 @@ class FourierImage(nn.Module):
             >>> basis.set_raw(target); bool(torch.allclose(basis(), target, atol=1e-5))
             True
         """
-        coefficients = torch.fft.rfft2(raw * _FOURIER_SCALE, norm="ortho") / self.scale
+        coefficients = torch.fft.rfft2(raw, norm="ortho") / self.scale
         self.spectrum.copy_(torch.view_as_real(coefficients))
 
 
@@ -398,7 +406,7 @@ def image(
     fft: bool = True,
     decorrelate: bool = True,
     *,
-    decay: float = 1.0,
+    decay: float = DEFAULT_DECAY,
     sd: float = 0.01,
     output: OutputKind = "sigmoid",
     init: Tensor | None = None,

@@ -467,7 +467,9 @@ def render_vis(
             uses the model's own normalisation when featvis knows it (featvis's
             models, torchvision's ImageNet models), else none; ``False`` none.
         seed: seeds torch's generators for this run (the caller's random state is
-            restored afterwards), so that a CPU run repeats exactly.
+            restored afterwards), so that a CPU run repeats exactly. A ``param``
+            you pass was drawn when you made it: call ``torch.manual_seed`` before
+            making it too, or leave ``param`` out and give ``size``.
         progress: show a tqdm progress bar (a widget in notebooks).
         size: image size ``H`` or ``(H, W)`` when ``param`` is not given
             (default: the model's usual input size, or 224).
