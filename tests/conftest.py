@@ -55,3 +55,36 @@ def resnet20() -> torch.nn.Module:
 @pytest.fixture(scope="session")
 def resnet32() -> torch.nn.Module:
     return featvis.models.cifar10_resnet32(model_dir=_require_weights())
+
+
+class ModelState:
+    """What a render must leave as it was: weights and buffers, every module's train/eval flag,
+    every parameter's ``requires_grad``, and no hooks of any kind."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        self.model = model
+        self.weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        self.modes = [(name, m.training) for name, m in model.named_modules()]
+        self.grads = [(name, p.requires_grad) for name, p in model.named_parameters()]
+
+    def hooks_left(self) -> list[str]:
+        return [
+            name
+            for name, m in self.model.named_modules()
+            if m._forward_hooks or m._forward_pre_hooks or m._forward_hooks_with_kwargs or m._backward_hooks
+        ]
+
+    def assert_unchanged(self) -> None:
+        assert [(name, m.training) for name, m in self.model.named_modules()] == self.modes
+        assert [(name, p.requires_grad) for name, p in self.model.named_parameters()] == self.grads
+        assert self.hooks_left() == []
+        after = self.model.state_dict()
+        assert after.keys() == self.weights.keys()
+        for key, value in self.weights.items():
+            assert torch.equal(value, after[key]), key
+
+
+@pytest.fixture
+def model_state() -> type[ModelState]:
+    """``before = model_state(model)`` ... ``before.assert_unchanged()``."""
+    return ModelState

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
@@ -15,23 +16,8 @@ import featvis
 from featvis import objectives as O
 from featvis import param, transforms
 
-
-def snapshot(model: nn.Module) -> dict[str, object]:
-    return {
-        "weights": {k: v.detach().clone() for k, v in model.state_dict().items()},
-        "modes": [m.training for m in model.modules()],
-        "grads": [p.requires_grad for p in model.parameters()],
-        "hooks": sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in model.modules()),
-    }
-
-
-def assert_unchanged(model: nn.Module, before: dict[str, object]) -> None:
-    after = snapshot(model)
-    assert after["modes"] == before["modes"]
-    assert after["grads"] == before["grads"]
-    assert after["hooks"] == before["hooks"]
-    for key, value in before["weights"].items():  # type: ignore[union-attr]
-        assert torch.equal(value, after["weights"][key]), key  # type: ignore[index]
+if TYPE_CHECKING:
+    from conftest import ModelState
 
 
 class Small(nn.Module):
@@ -82,22 +68,24 @@ def test_class_visualisations_transfer_to_another_network(resnet20: nn.Module, r
     assert probs.argmax(dim=1).tolist() == classes
 
 
-def test_model_state_is_restored_after_success() -> None:
+def test_model_state_is_restored_after_success(model_state: type[ModelState]) -> None:
     model = Small()
     model.train()
     model.conv.weight.requires_grad_(False)
-    before = snapshot(model)
+    before = model_state(model)
     with pytest.warns(UserWarning, match="training mode; featvis renders in eval mode"):
         quick(model, O.channel("bn", 1))
-    assert_unchanged(model, before)
+    before.assert_unchanged()
     assert model.training and model.bn.training
 
 
 @pytest.mark.parametrize("error", [RuntimeError, KeyboardInterrupt])
-def test_model_state_is_restored_after_a_failure_inside_the_model(error: type[BaseException]) -> None:
+def test_model_state_is_restored_after_a_failure_inside_the_model(
+    error: type[BaseException], model_state: type[ModelState]
+) -> None:
     model = Small(fail_after=3, error=error).eval()
     model.head.train()
-    before = snapshot(model)
+    before = model_state(model)
     if error is KeyboardInterrupt:
         with pytest.warns(UserWarning, match="interrupted after 2 of 5 steps"):
             result = quick(model, O.class_logit("head", 0), steps=5)
@@ -106,12 +94,12 @@ def test_model_state_is_restored_after_a_failure_inside_the_model(error: type[Ba
     else:
         with pytest.raises(RuntimeError, match="failure inside the model"):
             quick(model, O.class_logit("head", 0), steps=5)
-    assert_unchanged(model, before)
+    before.assert_unchanged()
 
 
-def test_errors_before_any_step_leave_the_model_alone() -> None:
+def test_errors_before_any_step_leave_the_model_alone(model_state: type[ModelState]) -> None:
     model = Small()
-    before = snapshot(model)
+    before = model_state(model)
     with pytest.raises(ValueError, match="unknown layer 'cnv'"):
         quick(model, O.channel("cnv", 0))
     with pytest.raises(IndexError, match="channel 6 is out of range for layer 'conv', which has 6 channels"):
@@ -119,7 +107,7 @@ def test_errors_before_any_step_leave_the_model_alone() -> None:
     with pytest.raises(ValueError, match="must return a scalar, got a tensor of shape"):
         quick(model, lambda acts: acts["conv"].mean(dim=(2, 3)))
     assert model.calls == 3  # one checking forward pass each, no optimisation step
-    assert_unchanged(model, before)
+    before.assert_unchanged()
 
 
 def test_argument_errors() -> None:
