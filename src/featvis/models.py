@@ -41,6 +41,7 @@ __all__ = [
     "cifar10_resnet32",
     "cifar10_resnet44",
     "cifar10_resnet56",
+    "default_input_channels",
     "default_input_size",
     "default_preprocess",
 ]
@@ -103,6 +104,34 @@ def default_input_size(model: nn.Module) -> int | tuple[int, int]:
         224
     """
     return getattr(_unwrap(model), "featvis_input_size", 224)
+
+
+def default_input_channels(model: nn.Module) -> int:
+    """The number of image channels to render when none is given.
+
+    ``model.featvis_input_channels`` wins; else the ``in_channels`` of the model's
+    first 2-d convolution; else 3.
+
+    Example:
+        >>> default_input_channels(nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU()))
+        1
+        >>> default_input_channels(nn.Linear(2, 2))
+        3
+    """
+    inner = _unwrap(model)
+    declared = getattr(inner, "featvis_input_channels", None)
+    if declared is not None:
+        return int(declared)
+    first = _first_convolution(inner)
+    return first[1].in_channels if first is not None else 3
+
+
+def _first_convolution(model: nn.Module) -> tuple[str, nn.Conv2d] | None:
+    """The first ``nn.Conv2d`` in ``model.named_modules()`` order, with its name, or ``None``."""
+    for name, module in model.named_modules():
+        if isinstance(module, nn.Conv2d):
+            return name, module
+    return None
 
 
 # ---- the CIFAR-10 ResNets -------------------------------------------------------------

@@ -40,7 +40,7 @@ from .hooks import (
     model_device_dtype,
     resolve_layer,
 )
-from .models import default_input_size, default_preprocess
+from .models import _first_convolution, default_input_channels, default_input_size, default_preprocess
 from .objectives import Objective, ObjectiveLike, as_objective
 from .objectives import channel as channel_objective
 
@@ -373,7 +373,7 @@ def _make_optimizer(optimizer: OptimizerSpec, parameters: list[nn.Parameter]) ->
 def _make_param(param: nn.Module | None, model: nn.Module, size: int | tuple[int, int] | None) -> nn.Module:
     if param is None:
         height, width = _size_pair(size if size is not None else default_input_size(model))
-        return param_module.image(width, height)
+        return param_module.image(width, height, channels=default_input_channels(model))
     if not isinstance(param, nn.Module):
         raise TypeError(
             f"param must be a torch.nn.Module returning images (e.g. featvis.param.image(224)), "
@@ -392,18 +392,28 @@ def _size_pair(size: int | tuple[int, int]) -> tuple[int, int]:
 
 
 def _prepare_capture(
-    model: nn.Module, objective: Objective, run_forward: Callable[[ActivationCapture], Any]
+    model: nn.Module,
+    objective: Objective,
+    run_forward: Callable[[ActivationCapture, Tensor | None], Any],
+    image_shape: torch.Size,
 ) -> ActivationCapture:
     """Hook the objective's layers and check the objective on one forward pass.
 
     For a plain callable (layers unknown), the layers it reads are found here: each
-    read of a layer that is not hooked yet adds a hook and retries.
+    read of a layer that is not hooked yet adds a hook and retries. A forward pass
+    that fails is explained (wrong number of channels, an image too small) before
+    any optimisation step.
     """
     capture = ActivationCapture(model, objective.layers or ())
     for _ in range(len(list(model.modules())) + 1):
         try:
             with capture, torch.no_grad():
-                value = objective(run_forward(capture))
+                try:
+                    activations = run_forward(capture, None)
+                except (RuntimeError, ValueError) as error:
+                    _explain_forward_failure(model, capture, run_forward, image_shape, error)
+                    raise
+                value = objective(activations)
         except _MissingLayer as missing:
             if objective.layers is not None and missing.module not in capture.names:
                 raise RuntimeError(
@@ -417,6 +427,53 @@ def _prepare_capture(
     raise RuntimeError("could not find the layers read by the objective")  # pragma: no cover
 
 
+def _explain_forward_failure(
+    model: nn.Module,
+    capture: ActivationCapture,
+    run_forward: Callable[[ActivationCapture, Tensor | None], Any],
+    image_shape: torch.Size,
+    error: Exception,
+) -> None:
+    """Raise a clear ValueError when the failed forward pass has a known cause; return otherwise."""
+    channels, (height, width) = image_shape[1], image_shape[-2:]
+    first = _first_convolution(model)
+    if first is not None and first[1].in_channels != channels:
+        name, conv = first
+        raise ValueError(
+            f"the model expects {conv.in_channels}-channel images (its first convolution {name!r} has "
+            f"in_channels={conv.in_channels}) but the image has {channels}; make the image with "
+            f"featvis.param.image(..., channels={conv.in_channels}), or leave param out and featvis picks it"
+        ) from error
+
+    def works(h: int, w: int) -> bool:
+        probe = torch.full((1, channels, h, w), 0.5)
+        try:
+            run_forward(capture, probe)
+        except (RuntimeError, ValueError):
+            return False
+        return True
+
+    # a size problem fails at this size and works at some larger one (same aspect ratio)
+    factor = 2
+    while max(height, width) * factor <= 4096 and not works(height * factor, width * factor):
+        factor *= 2
+    if max(height, width) * factor > 4096:
+        return
+    low, high = height * factor // 2, height * factor  # low fails, high works (heights)
+    while high - low > 1:
+        middle = (low + high) // 2
+        if works(middle, math.ceil(middle * width / height)):
+            high = middle
+        else:
+            low = middle
+    smallest = f"{high}x{math.ceil(high * width / height)}"
+    raise ValueError(
+        f"the image ({height}x{width}) is too small for this model: its forward pass fails with "
+        f"{type(error).__name__}: {str(error).strip().splitlines()[0]}. The smallest size that works is "
+        f"{smallest} (height x width); render at that size or larger (size=... or featvis.param.image(...))"
+    ) from error
+
+
 def _check_value(value: Any, objective: Objective) -> None:
     if not isinstance(value, Tensor):
         raise TypeError(f"the objective {objective} must return a tensor, got {type(value).__name__}")
@@ -424,6 +481,11 @@ def _check_value(value: Any, objective: Objective) -> None:
         raise ValueError(
             f"the objective {objective} must return a scalar, got a tensor of shape {tuple(value.shape)}; "
             "reduce it, e.g. with .mean() or .sum()"
+        )
+    if not bool(torch.isfinite(value).all()):
+        raise ValueError(
+            f"the objective {objective} is {value.item()} on the start image, before any step; "
+            "an objective must give a finite number (guard divisions and logarithms, e.g. with an epsilon)"
         )
 
 
@@ -503,11 +565,13 @@ def render_vis(
             raise ValueError("the parameterisation has no parameters that require gradients")
         opt = _make_optimizer(optimizer, parameters)
 
-        def forward(capture: ActivationCapture) -> Any:
-            images = image_param()
+        def forward(capture: ActivationCapture, probe: Tensor | None = None) -> Any:
+            images = image_param() if probe is None else probe.to(device)
             return capture.run(prepare(transform(images)).to(dtype), image=images)
 
-        capture = _prepare_capture(model, objective, forward)
+        with torch.no_grad():
+            start_shape = image_param().shape
+        capture = _prepare_capture(model, objective, forward, start_shape)
 
         def closure() -> Tensor:
             opt.zero_grad(set_to_none=True)
@@ -518,14 +582,35 @@ def render_vis(
         history = torch.full((steps,), float("nan"), device=device)
         snapshots: dict[int, Tensor] = {}
         done, interrupted = 0, False
+        # Non-finite losses are looked for now and then, not at every step (reading a loss waits for the
+        # device). The fallback is the last parameters whose loss was seen to be finite.
+        checked, last_finite, last_finite_step = 0, [p.detach().clone() for p in parameters], 0
         bar = _progress_bar(steps, str(objective), progress)
         try:
             with capture:
                 for step in range(1, steps + 1):
+                    check = step in chosen_thresholds or step % _FINITE_CHECK_EVERY == 0 or step == steps
+                    before = [p.detach().clone() for p in parameters] if check else None
                     loss = opt.step(closure)
                     history[step - 1] = loss.detach()
                     done = step
                     bar.update(1)
+                    if before is not None:
+                        bad = _first_non_finite(history, checked, step)
+                        if bad is not None:
+                            _restore(parameters, last_finite)
+                            warnings.warn(
+                                f"the objective {objective} became non-finite ({history[bad].item()}) at step "
+                                f"{bad + 1}; stopped, and returned the images of step {last_finite_step}, the "
+                                "last ones with a finite objective",
+                                RuntimeWarning,
+                                stacklevel=2,
+                            )
+                            done = last_finite_step
+                            snapshots = {k: v for k, v in snapshots.items() if k <= done}
+                            break
+                        # the parameters before this step gave the finite loss history[step - 1]
+                        checked, last_finite, last_finite_step = step, before, step - 1
                     if step in chosen_thresholds:
                         with torch.no_grad():
                             snapshots[step] = image_param().detach().float().cpu()
@@ -538,9 +623,25 @@ def render_vis(
         with torch.no_grad():
             images = image_param().detach().float().cpu()
     losses = history[:done].cpu()
-    if done and not bool(torch.isfinite(losses[-1])):
-        warnings.warn(f"the objective {objective} became non-finite ({losses[-1].item()})", stacklevel=2)
     return RenderResult(images, snapshots, losses, str(objective), done, interrupted)
+
+
+#: render_vis looks for a non-finite loss every this many steps (and at thresholds and the end)
+_FINITE_CHECK_EVERY = 16
+
+
+def _first_non_finite(history: Tensor, start: int, stop: int) -> int | None:
+    """The 0-based index of the first non-finite loss in ``history[start:stop]``, or None."""
+    finite = torch.isfinite(history[start:stop])
+    if bool(finite.all()):
+        return None
+    return start + int((~finite).nonzero()[0, 0])
+
+
+def _restore(parameters: list[nn.Parameter], saved: list[Tensor]) -> None:
+    with torch.no_grad():
+        for parameter, value in zip(parameters, saved):
+            parameter.copy_(value)
 
 
 def _progress_bar(total: int, description: str, enabled: bool) -> Any:
@@ -569,7 +670,7 @@ def render_channels(
     *,
     batch_size: int = 16,
     size: int | tuple[int, int] | None = None,
-    image_channels: int = 3,
+    image_channels: int | None = None,
     unit: Callable[[LayerSpec, int, int], Objective] | None = None,
     param: Callable[[int], nn.Module] | None = None,
     seed: int | None = None,
@@ -587,7 +688,8 @@ def render_channels(
         channels: the units (default: every channel of the layer).
         batch_size: images optimised together.
         size: image size (default: the model's usual input size, or 224).
-        image_channels: channels of the rendered images (3 for RGB).
+        image_channels: channels of the rendered images (default: what the model
+            takes, see :func:`featvis.models.default_input_channels`).
         unit: ``(layer, index, batch) -> Objective`` for each unit
             (default :func:`featvis.objectives.channel`).
         param: ``batch -> parameterisation`` (default ``featvis.param.image``).
@@ -604,6 +706,8 @@ def render_channels(
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
     height, width = _size_pair(size if size is not None else default_input_size(model))
+    if image_channels is None:
+        image_channels = default_input_channels(model)
     resolve_layer(model, LayerRef.parse(layer))
     make_unit = unit or (lambda lay, index, batch: channel_objective(lay, index, batch=batch))
     device = model_device_dtype(model)[0]

@@ -1,0 +1,201 @@
+"""Bad input gets a clear error before any step, a run that goes wrong stops cleanly, and in every
+case the model comes back as it was (weights, modes, requires_grad flags, no hooks)."""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import pytest
+import torch
+from torch import nn
+
+import featvis
+from featvis import objectives as O
+from featvis import param
+from featvis.hooks import LayerNotReachedError
+
+if TYPE_CHECKING:
+    from conftest import ModelState
+
+
+class Shrinking(nn.Module):
+    """conv 5x5 -> pool 2 -> conv 5x5 -> pool 2 -> linear: small inputs fail inside the network
+    (``smallest_working_size`` finds the limit by trying every size)."""
+
+    def __init__(self, channels: int = 3) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(channels, 4, 5)
+        self.pool1 = nn.MaxPool2d(2)
+        self.conv2 = nn.Conv2d(4, 4, 5)
+        self.pool2 = nn.MaxPool2d(2)
+        self.head = nn.Linear(4, 3)
+        self.calls = 0
+        self.eval()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        x = self.pool2(torch.relu(self.conv2(self.pool1(torch.relu(self.conv1(x))))))
+        return self.head(x.mean(dim=(2, 3)))
+
+
+def smallest_working_size(model: nn.Module, channels: int = 3) -> int:
+    """The smallest square size the model accepts, by trying every size."""
+    for size in range(1, 200):
+        try:
+            with torch.no_grad():
+                model(torch.zeros(1, channels, size, size))
+        except RuntimeError:
+            continue
+        return size
+    raise AssertionError("no size works")
+
+
+def quick(model: nn.Module, objective: object, **kwargs: object) -> featvis.RenderResult:
+    kwargs.setdefault("steps", 3)
+    if "param" not in kwargs:
+        kwargs.setdefault("size", 32)
+    return featvis.render_vis(model, objective, progress=False, **kwargs)  # type: ignore[arg-type]
+
+
+# ---- clear errors, before any step ----------------------------------------------------------
+def test_an_image_too_small_names_the_smallest_size_that_works() -> None:
+    model = Shrinking()
+    smallest = smallest_working_size(model)
+    assert smallest > 8
+    with pytest.raises(ValueError, match=r"the image \(8x8\) is too small for this model") as caught:
+        quick(model, O.class_logit("head", 0), size=8)
+    message = str(caught.value)
+    assert f"The smallest size that works is {smallest}x{smallest}" in message
+    assert "RuntimeError" in message and "render at that size or larger" in message
+    assert isinstance(caught.value.__cause__, RuntimeError)  # the original error is kept
+    quick(model, O.class_logit("head", 0), size=smallest)  # and that size really works
+
+
+def test_a_non_square_image_too_small_keeps_its_aspect_ratio() -> None:
+    model = Shrinking()
+    with pytest.raises(ValueError, match=r"the image \(6x12\) is too small") as caught:
+        quick(model, O.class_logit("head", 0), size=(6, 12))
+    smallest = smallest_working_size(model)
+    height = int(str(caught.value).split("works is ")[1].split("x")[0])
+    width = math.ceil(height * 2)
+    assert f"works is {height}x{width}" in str(caught.value)
+    assert height == smallest  # the height is the binding side: width is twice as large
+
+
+def test_wrong_number_of_image_channels_says_how_many_the_model_takes() -> None:
+    model = Shrinking(channels=1)
+    with pytest.raises(ValueError, match="the model expects 1-channel images") as caught:
+        quick(model, O.class_logit("head", 0), param=param.image(32))
+    assert "first convolution 'conv1' has in_channels=1" in str(caught.value)
+    assert "but the image has 3" in str(caught.value)
+    assert "featvis.param.image(..., channels=1)" in str(caught.value)
+
+
+def test_without_a_param_the_image_takes_the_models_channel_count() -> None:
+    for channels in (1, 4):
+        model = Shrinking(channels=channels)
+        assert quick(model, O.class_logit("head", 0)).images.shape == (1, channels, 32, 32)
+        many = featvis.render_channels(model, "conv2", [0, 1], size=32, steps=2, progress=False)
+        assert many.images.shape == (2, channels, 32, 32)
+    declared = nn.Sequential(nn.Flatten(), nn.LazyLinear(2))
+    declared.featvis_input_channels = 2  # a model without a convolution says so itself
+    assert featvis.models.default_input_channels(declared) == 2
+
+
+def test_an_objective_that_is_not_finite_at_the_start_is_refused() -> None:
+    model = Shrinking()
+    with pytest.raises(ValueError, match=r"is -inf on the start image, before any step") as caught:
+        quick(model, lambda acts: torch.log(acts["head"][:, 0] * 0).mean())
+    assert "guard divisions and logarithms" in str(caught.value)
+    assert model.calls == 2  # finding the layer the function reads, then checking it: no step
+
+
+def test_an_error_that_is_not_about_size_or_channels_is_passed_through() -> None:
+    class Picky(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            raise RuntimeError("the model refuses every input")
+
+    with pytest.raises(RuntimeError, match="the model refuses every input"):
+        quick(Picky().eval(), lambda acts: acts["input"].mean())
+
+
+# ---- a run that turns non-finite stops and returns the last finite images ---------------------
+def test_a_non_finite_objective_stops_warns_and_returns_the_last_finite_images() -> None:
+    model = Shrinking()
+    calls = {"n": 0}
+
+    def breaks_at_step_21(acts: dict[str, torch.Tensor]) -> torch.Tensor:
+        value = acts["head"][:, 0].mean()  # (the first call, which finds the layer, stops here)
+        calls["n"] += 1  # call 1 is the checking pass, call k + 1 is step k
+        return value * float("nan") if calls["n"] > 21 else value
+
+    with pytest.warns(RuntimeWarning, match="became non-finite") as caught:
+        result = quick(model, breaks_at_step_21, steps=40, seed=0, thresholds=[10, 30])
+    message = str(caught[0].message)
+    assert "(nan) at step 21" in message and "returned the images of step 15" in message
+    assert result.steps == 15 and result.losses.shape == (15,) and bool(torch.isfinite(result.losses).all())
+    assert bool(torch.isfinite(result.images).all())
+    assert sorted(result.snapshots) == [10]  # the snapshot of step 30 came after the breakdown
+    # the images are those of a clean 15-step run with the same seed
+    calls["n"] = -1000
+    clean = quick(model, breaks_at_step_21, steps=15, seed=0)
+    assert torch.equal(result.images, clean.images)
+
+
+# ---- nothing changes, whatever happens ---------------------------------------------------------
+class Exploding(Shrinking):
+    def __init__(self, error: type[BaseException], after: int) -> None:
+        super().__init__()
+        self.error, self.after = error, after
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.calls >= self.after:
+            self.calls += 1
+            raise self.error("failure inside the model")
+        return super().forward(x)
+
+
+def with_an_unused_layer() -> nn.Module:
+    model = Shrinking()
+    model.unused = nn.Conv2d(4, 4, 1)  # registered, never called by forward
+    return model
+
+
+FAILURES: dict[str, tuple[Callable[[], nn.Module], Callable[[nn.Module], object], type[BaseException] | None]] = {
+    "unknown layer": (Shrinking, lambda m: quick(m, O.channel("conv3", 0)), ValueError),
+    "channel out of range": (Shrinking, lambda m: quick(m, O.channel("conv2", 4)), IndexError),
+    "layer never reached": (with_an_unused_layer, lambda m: quick(m, "unused:0"), LayerNotReachedError),
+    "wrong channels": (lambda: Shrinking(channels=1), lambda m: quick(m, "conv1:0", param=param.image(32)), ValueError),
+    "image too small": (Shrinking, lambda m: quick(m, "head:0", size=8), ValueError),
+    "steps not positive": (Shrinking, lambda m: quick(m, "conv1:0", steps=0), ValueError),
+    "threshold past the end": (Shrinking, lambda m: quick(m, "conv1:0", thresholds=[4]), ValueError),
+    "non-scalar objective": (Shrinking, lambda m: quick(m, lambda a: a["conv1"].mean(dim=1)), ValueError),
+    "non-finite at the start": (Shrinking, lambda m: quick(m, lambda a: a["conv1"].mean() / 0), ValueError),
+    "error inside the model": (lambda: Exploding(RuntimeError, 3), lambda m: quick(m, "conv1:0"), RuntimeError),
+    "Ctrl-C inside the model": (lambda: Exploding(KeyboardInterrupt, 3), lambda m: quick(m, "conv1:0"), None),
+    "non-finite mid-run": (
+        Shrinking,
+        lambda m: quick(m, lambda a: a["conv1"].mean() * (1 if m.calls < 20 else float("inf")), steps=40),
+        None,
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(FAILURES))
+def test_the_model_comes_back_unchanged_after_every_failure(case: str, model_state: type[ModelState]) -> None:
+    make, run, error = FAILURES[case]
+    model = make()
+    model.conv2.weight.requires_grad_(False)  # a mixed set of flags to restore
+    model.pool1.train()  # and a mixed set of modes
+    before = model_state(model)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # training-mode, interruption and non-finite warnings
+        if error is None:
+            run(model)
+        else:
+            with pytest.raises(error):
+                run(model)
+    before.assert_unchanged()
