@@ -374,6 +374,13 @@ def test_data_parallel_wrapper(model_state: type[ModelState]) -> None:
     assert max(s["max"] for s in seen) <= 2.0 + 1e-6 and min(s["min"] for s in seen) >= -2.0 - 1e-6
     by_module = render(wrapped, O.channel(inner.bn, 2), steps=2, transforms=[])
     assert by_module.images.shape == (1, 3, 11, 11)
+    # the inner model's own names work too, and a fresh wrapper (training mode) around an eval model is quiet
+    fresh = nn.DataParallel(inner)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        by_inner_name = featvis.render_vis(fresh, "bn:2", steps=8, seed=0, progress=False, transforms=[])
+    assert torch.allclose(by_inner_name.losses, result.losses)
+    assert fresh.training
     before.assert_unchanged()
 
 
@@ -399,9 +406,11 @@ def test_torch_compile_wrapper(dynamo_reset: None, model_state: type[ModelState]
     by_module = featvis.render_vis(compiled, O.channel(inner.bn, 2), steps=8, seed=0, progress=False, transforms=[])
     assert torch.allclose(by_module.losses, result.losses)
     handle.remove()
-    # the name from the uncompiled model is not a layer of the wrapper; the error points to the right one
-    with pytest.raises(ValueError, match=re.escape("unknown layer 'bn' in OptimizedModule. Closest names:")) as info:
-        featvis.render_vis(compiled, "bn:2", steps=1, progress=False)
+    # the name in the uncompiled model works on the wrapper too
+    by_inner_name = featvis.render_vis(compiled, "bn:2", steps=8, seed=0, progress=False, transforms=[])
+    assert torch.allclose(by_inner_name.losses, result.losses)
+    with pytest.raises(ValueError, match=re.escape("unknown layer 'bm' in OptimizedModule. Closest names:")) as info:
+        featvis.render_vis(compiled, "bm:2", steps=1, progress=False)
     assert "'_orig_mod.bn'" in str(info.value)
     before.assert_unchanged()
 

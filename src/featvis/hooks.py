@@ -131,11 +131,23 @@ def layer_names(model: nn.Module) -> list[str]:
     return [name for name, _ in model.named_modules() if name]
 
 
+#: where wrappers keep the wrapped model: torch.compile's OptimizedModule, (Distributed)DataParallel
+_WRAPPER_PREFIXES = ("_orig_mod.", "module.")
+
+
+def _strip_wrapper(name: str) -> str:
+    for prefix in _WRAPPER_PREFIXES:
+        if name.startswith(prefix):
+            return name[len(prefix) :]
+    return name
+
+
 def resolve_layer(model: nn.Module, ref: LayerRef) -> tuple[str, nn.Module]:
     """Find the module a :class:`LayerRef` points at, and its name.
 
     Raises a ``ValueError`` naming the closest valid layer names when the name is
-    unknown, or when a module object is not part of ``model``.
+    unknown, or when a module object is not part of ``model``. On a model wrapped by
+    ``torch.compile`` or ``nn.DataParallel``, the inner model's names work as well.
 
     Example:
         >>> from torch import nn
@@ -154,8 +166,14 @@ def resolve_layer(model: nn.Module, ref: LayerRef) -> tuple[str, nn.Module]:
     modules = dict(model.named_modules())
     if ref.layer in modules:
         return ref.layer, modules[ref.layer]
+    # the names of the model inside torch.compile's or DataParallel's wrapper work on the wrapper too
+    for prefix in _WRAPPER_PREFIXES:
+        if isinstance(modules.get(prefix.rstrip(".")), nn.Module) and prefix + ref.layer in modules:
+            return prefix + ref.layer, modules[prefix + ref.layer]
     names = [name for name in modules if name]
-    close = difflib.get_close_matches(ref.layer, names, n=5, cutoff=0.5)
+    # compare against the names without a wrapper's prefix, and report the full names
+    short = {_strip_wrapper(name): name for name in reversed(names)}
+    close = [short[n] for n in difflib.get_close_matches(_strip_wrapper(ref.layer), list(short), n=5, cutoff=0.5)]
     if not close:
         close = [name for name in names if ref.layer.split(".")[-1] in name][:5]
     hint = f" Closest names: {', '.join(repr(n) for n in close)}." if close else ""

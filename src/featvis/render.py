@@ -40,7 +40,7 @@ from .hooks import (
     model_device_dtype,
     resolve_layer,
 )
-from .models import _first_convolution, default_input_channels, default_input_size, default_preprocess
+from .models import _first_convolution, _unwrap, default_input_channels, default_input_size, default_preprocess
 from .objectives import Objective, ObjectiveLike, as_objective
 from .objectives import channel as channel_objective
 
@@ -293,9 +293,10 @@ def _rendering_state(model: nn.Module) -> Iterator[None]:
     training = [(module, module.training) for module in model.modules()]
     grads = [(p, p.requires_grad) for p in model.parameters()]
     try:
-        if model.training:
+        inner = _unwrap(model)  # a new DataParallel wrapper is in training mode; what counts is the model inside
+        if inner.training:
             warnings.warn(
-                f"{type(model).__name__} is in training mode; featvis renders in eval mode and puts "
+                f"{type(inner).__name__} is in training mode; featvis renders in eval mode and puts "
                 "training mode back afterwards",
                 stacklevel=4,
             )
