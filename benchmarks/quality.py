@@ -341,6 +341,11 @@ def format_table(results: dict[str, dict[int, dict[str, float]]]) -> str:
     return "\n".join(lines)
 
 
+def _capped(value: float, column: str) -> float:
+    """Robustness is a share kept: a perturbation that raises the probability (above 1) keeps all of it."""
+    return min(value, 1.0) if column in PERTURBATIONS else value
+
+
 def goals(results: dict[str, dict[int, dict[str, float]]], natural_slope: float) -> list[str]:
     """The issue's goals for featvis's defaults, each with PASS or FAIL."""
     ours = results["featvis"]
@@ -348,7 +353,9 @@ def goals(results: dict[str, dict[int, dict[str, float]]], natural_slope: float)
     if 64 in ours:
         checks.append(("transfer >= 0.95 by 64 steps", ours[64]["transfer"] >= 0.95))
     last = ours[max(ours)]
-    checks.append(("robustness >= 0.95 for every perturbation", all(last[p] >= 0.95 for p in PERTURBATIONS)))
+    checks.append(
+        ("robustness >= 0.95 for every perturbation at the last step", all(last[p] >= 0.95 for p in PERTURBATIONS))
+    )
     checks.append((f"slope within 0.5 of natural ({natural_slope:.2f})", abs(last["slope"] - natural_slope) <= 0.5))
     for method in results:
         if method.startswith("lucent-best"):
@@ -358,7 +365,7 @@ def goals(results: dict[str, dict[int, dict[str, float]]], natural_slope: float)
                 for k in ours
                 if k in theirs
                 for c in ("transfer", "prob", *PERTURBATIONS, "layer2", "layer3")
-                if ours[k][c] < theirs[k][c] - 0.02
+                if _capped(ours[k][c], c) < _capped(theirs[k][c], c) - 0.02
             ]
             worse += [
                 f"slope@{k}"
