@@ -22,7 +22,12 @@ def main() -> None:
     parser.add_argument("--weights-dir", default=None, help="folder holding the weights file (default: torch hub)")
     parser.add_argument("--steps", type=int, default=256)
     parser.add_argument("--per-class", type=int, default=4, help="images per class")
-    parser.add_argument("--diversity", type=float, default=2.0, help="weight of the diversity term")
+    parser.add_argument(
+        "--diversity",
+        type=float,
+        default=800.0,
+        help="weight of the diversity term (the summed logits are in the thousands)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("-o", "--out", default="cifar10_classes.png")
     args = parser.parse_args()
