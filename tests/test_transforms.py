@@ -553,3 +553,31 @@ def test_affine_property(n, c, h, w, seed):
     out.sum().backward()
     assert bool(torch.isfinite(x.grad).all())
     assert float(x.grad.abs().sum()) > 0
+
+
+def test_random_blur_matches_scipy_for_a_fixed_sigma():
+    x = torch.rand(2, 3, 12, 15, dtype=torch.float64)
+    out = T.RandomBlur(0.8)(x).numpy()
+    radius = 2  # ceil(2 * 0.8)
+    expected = np.stack(
+        [
+            [ndi.gaussian_filter(x[i, j].numpy(), 0.8, mode="nearest", truncate=radius / 0.8) for j in range(3)]
+            for i in range(2)
+        ]
+    )
+    np.testing.assert_allclose(out, expected, atol=1e-12)
+
+
+def test_random_blur_draws_sigma_per_image_and_passes_gradients():
+    torch.manual_seed(0)
+    x = torch.rand(1, 1, 16, 16).expand(64, 1, 16, 16).clone().requires_grad_(True)
+    out = T.RandomBlur((0.0, 1.0))(x)
+    roughness = (out[..., 1:, :] - out[..., :-1, :]).abs().mean(dim=(1, 2, 3)).detach()
+    assert roughness.std() > 0.01 * roughness.mean()  # different images, different blur
+    assert float(roughness.max()) <= float((x[0, :, 1:] - x[0, :, :-1]).abs().mean().detach()) + 1e-6
+    out.sum().backward()
+    assert bool(torch.isfinite(x.grad).all()) and float(x.grad.abs().sum()) > 0
+    assert torch.equal(T.RandomBlur(0.0)(x), x)
+    with pytest.raises(ValueError, match="0 <= low <= high"):
+        T.RandomBlur((1.0, 0.5))
+    assert len(T.standard()) == 1 and isinstance(T.standard(blur=(0, 0.5))[1], T.RandomBlur)

@@ -37,6 +37,7 @@ __all__ = [
     "Normalize",
     "Pad",
     "RandomAffine",
+    "RandomBlur",
     "RandomRotate",
     "RandomScale",
     "standard",
@@ -220,6 +221,58 @@ class RandomRotate(RandomAffine):
         super().__init__(degrees=degrees, fill=fill)
 
 
+class RandomBlur(nn.Module):
+    """Gaussian blur whose standard deviation (in pixels) is drawn per image from ``sigma``.
+
+    Optimising through a random blur makes the picture keep its meaning when it is
+    blurred or resized, instead of resting on pixel-exact detail: a small network
+    on 32x32 inputs is otherwise easily driven by patterns that a 2x resize erases.
+    The kernel is separable, ``2 * ceil(2 * max(sigma)) + 1`` taps wide, borders
+    replicated; sigma 0 leaves the image as it is.
+
+    Args:
+        sigma: ``(low, high)`` range, or one number for a fixed blur.
+
+    Example:
+        >>> blur = RandomBlur((0.0, 1.0))
+        >>> blur(torch.rand(4, 3, 16, 16)).shape
+        torch.Size([4, 3, 16, 16])
+    """
+
+    def __init__(self, sigma: float | tuple[float, float] = (0.0, 1.0)) -> None:
+        super().__init__()
+        low, high = (sigma, sigma) if isinstance(sigma, (int, float)) else sigma
+        if not 0 <= low <= high:
+            raise ValueError(f"sigma must be a range 0 <= low <= high in pixels, got {sigma!r}")
+        self.low, self.high = float(low), float(high)
+        self.radius = max(1, math.ceil(2 * self.high))
+
+    def forward(self, images: Tensor) -> Tensor:
+        n, c, h, w = images.shape
+        if self.high == 0:
+            return images
+        sigma = self.low + (self.high - self.low) * torch.rand(n, device=images.device, dtype=images.dtype)
+        offsets = torch.arange(-self.radius, self.radius + 1, device=images.device, dtype=images.dtype)
+        weights = torch.exp(-0.5 * (offsets / sigma.clamp_min(1e-3)[:, None]) ** 2)
+        weights = (weights / weights.sum(dim=1, keepdim=True)).repeat_interleave(c, dim=0)  # (n * c, taps)
+        flat = images.reshape(1, n * c, h, w)
+        taps = weights.shape[1]
+        flat = F.conv2d(
+            F.pad(flat, (self.radius, self.radius, 0, 0), mode="replicate"),
+            weights.view(n * c, 1, 1, taps),
+            groups=n * c,
+        )
+        flat = F.conv2d(
+            F.pad(flat, (0, 0, self.radius, self.radius), mode="replicate"),
+            weights.view(n * c, 1, taps, 1),
+            groups=n * c,
+        )
+        return flat.view(n, c, h, w)
+
+    def extra_repr(self) -> str:
+        return f"sigma=({self.low}, {self.high})"
+
+
 class Normalize(nn.Module):
     """Subtract a per-channel mean and divide by a per-channel standard deviation.
 
@@ -274,16 +327,23 @@ def standard(
     scale: tuple[float, float] = (0.9, 1.1),
     degrees: float = 10.0,
     fill: Fill = 0.5,
+    blur: float | tuple[float, float] = 0.0,
 ) -> Compose:
-    """The default transforms: a random shift, zoom and rotation per image.
+    """The default transforms: a random shift, zoom and rotation per image (and, if asked, a blur).
 
-    The defaults follow Lucid's standard transforms (pad 12 then jitter 8 and 4
-    pixels, zoom 0.9 to 1.1, rotation up to 10 degrees, at 224 pixels), with the
-    shift given relative to the image size so that small images get as much
+    The geometric part follows Lucid's standard transforms (pad 12 then jitter 8
+    and 4 pixels, zoom 0.9 to 1.1, rotation up to 10 degrees, at 224 pixels), with
+    the shift given relative to the image size so that small images get as much
     robustness as large ones. It is one :class:`RandomAffine`, so one resampling.
+    ``blur=(0, 0.5)`` adds a :class:`RandomBlur` with sigma up to half a pixel: small
+    pictures then keep their meaning after a resize, at some cost in sharpness and
+    activation (the trade-off is measured in docs/benchmarks.md); it is off by default.
 
     Example:
         >>> standard()(torch.rand(3, 3, 32, 32)).shape
         torch.Size([3, 3, 32, 32])
     """
-    return Compose(RandomAffine(translate=translate, scale=scale, degrees=degrees, fill=fill))
+    geometry = RandomAffine(translate=translate, scale=scale, degrees=degrees, fill=fill)
+    if blur in (0, (0, 0)):
+        return Compose(geometry)
+    return Compose(geometry, RandomBlur(blur))
