@@ -199,3 +199,10 @@ def test_the_model_comes_back_unchanged_after_every_failure(case: str, model_sta
             with pytest.raises(error):
                 run(model)
     before.assert_unchanged()
+
+
+def test_a_layer_never_reached_is_reported_without_probing_other_sizes() -> None:
+    model = with_an_unused_layer()
+    with pytest.raises(LayerNotReachedError):
+        quick(model, "unused:0")
+    assert model.calls == 1  # the checking pass only, no probe images

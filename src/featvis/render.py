@@ -34,6 +34,7 @@ from . import param as param_module
 from . import transforms as transforms_module
 from .hooks import (
     ActivationCapture,
+    LayerNotReachedError,
     LayerRef,
     LayerSpec,
     _MissingLayer,
@@ -428,6 +429,10 @@ def _prepare_capture(
     raise RuntimeError("could not find the layers read by the objective")  # pragma: no cover
 
 
+#: the largest side of the probe images used to find the smallest size a model accepts
+_LARGEST_PROBE = 1024
+
+
 def _explain_forward_failure(
     model: nn.Module,
     capture: ActivationCapture,
@@ -436,6 +441,8 @@ def _explain_forward_failure(
     error: Exception,
 ) -> None:
     """Raise a clear ValueError when the failed forward pass has a known cause; return otherwise."""
+    if isinstance(error, LayerNotReachedError):  # says what is wrong already; larger images would not help
+        return
     channels, (height, width) = image_shape[1], image_shape[-2:]
     first = _first_convolution(model)
     if first is not None and first[1].in_channels != channels:
@@ -454,11 +461,12 @@ def _explain_forward_failure(
             return False
         return True
 
-    # a size problem fails at this size and works at some larger one (same aspect ratio)
+    # a size problem fails at this size and works at some larger one (same aspect ratio, up to
+    # _LARGEST_PROBE pixels a side, so that probing stays cheap)
     factor = 2
-    while max(height, width) * factor <= 4096 and not works(height * factor, width * factor):
+    while max(height, width) * factor <= _LARGEST_PROBE and not works(height * factor, width * factor):
         factor *= 2
-    if max(height, width) * factor > 4096:
+    if max(height, width) * factor > _LARGEST_PROBE:
         return
     low, high = height * factor // 2, height * factor  # low fails, high works (heights)
     while high - low > 1:
