@@ -37,7 +37,7 @@ from torch import Tensor, nn
 
 import featvis
 from featvis import objectives
-from featvis.models import CIFAR10_CLASSES
+from featvis.models import CIFAR10_CLASSES, default_preprocess
 from featvis.objectives import Objective
 
 Snapshots = dict[int, Tensor]
@@ -132,21 +132,21 @@ def natural_patches(size: int = 32, scales: Sequence[int] = (1, 2, 4), stride: i
 
 
 def class_probabilities(model: nn.Module, images: Tensor, batch_size: int = 256) -> Tensor:
-    """Softmax probabilities of a featvis CIFAR model for [0, 1] images (its own normalisation applied)."""
-    mean, std = (torch.tensor(v).view(1, -1, 1, 1) for v in model.featvis_normalization)
+    """Softmax probabilities of a model for [0, 1] images (its own normalisation applied)."""
+    prepare = default_preprocess(model)
     with torch.no_grad():
-        return torch.cat([model((chunk - mean) / std).softmax(-1) for chunk in images.split(batch_size)])
+        return torch.cat([model(prepare(chunk)).softmax(-1) for chunk in images.split(batch_size)])
 
 
 def channel_means(model: nn.Module, layer: str, images: Tensor, batch_size: int = 256) -> Tensor:
     """(N, C) spatial means of ``layer``'s output for [0, 1] images."""
-    mean, std = (torch.tensor(v).view(1, -1, 1, 1) for v in model.featvis_normalization)
+    prepare = default_preprocess(model)
     out: list[Tensor] = []
     handle = model.get_submodule(layer).register_forward_hook(lambda m, i, o: out.append(o.mean(dim=(-2, -1))))
     try:
         with torch.no_grad():
             for chunk in images.split(batch_size):
-                model((chunk - mean) / std)
+                model(prepare(chunk))
     finally:
         handle.remove()
     return torch.cat(out)

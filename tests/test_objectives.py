@@ -84,13 +84,20 @@ def test_channel_interpolate_weights_run_across_the_batch() -> None:
     assert value(O.channel_interpolate("conv", 0, "conv", 3)) == pytest.approx(expected, rel=1e-5)
 
 
-def test_diversity_matches_a_pairwise_loop() -> None:
-    n, c = A.shape[:2]
+def unit_grams(array: np.ndarray) -> list[np.ndarray]:
+    """Each image's channel Gram matrix, scaled to unit Frobenius norm."""
+    n, c = array.shape[:2]
     grams = []
     for i in range(n):
-        flat = A[i].reshape(c, -1)
+        flat = array[i].reshape(c, -1)
         gram = flat @ flat.T / flat.shape[1]
         grams.append(gram / np.linalg.norm(gram))
+    return grams
+
+
+def test_diversity_matches_a_pairwise_loop() -> None:
+    n = A.shape[0]
+    grams = unit_grams(A)
     expected = -sum((grams[i] * grams[j]).sum() for i in range(n) for j in range(n) if i != j) / n
     assert value(O.diversity("conv")) == pytest.approx(expected, rel=1e-5)
     assert value(O.diversity("conv"), conv=CONV[:1]) == 0.0
@@ -99,12 +106,8 @@ def test_diversity_matches_a_pairwise_loop() -> None:
 def test_grouped_diversity_only_compares_images_within_a_group() -> None:
     conv = torch.randn(6, 4, 5, 6, generator=GEN)
     array = conv.double().numpy()
-    n, c = array.shape[:2]
-    grams = []
-    for i in range(n):
-        flat = array[i].reshape(c, -1)
-        gram = flat @ flat.T / flat.shape[1]
-        grams.append(gram / np.linalg.norm(gram))
+    n = array.shape[0]
+    grams = unit_grams(array)
     pairs = [(i, j) for i in range(n) for j in range(n) if i != j and i // 3 == j // 3]
     expected = -sum((grams[i] * grams[j]).sum() for i, j in pairs) / n
     assert value(O.diversity("conv", group_size=3), conv=conv) == pytest.approx(expected, rel=1e-5)
