@@ -189,6 +189,44 @@ def test_sum_of_scaled_objectives_is_the_scaled_sum(weights: list[float], units:
     assert value(O.Objective.sum(terms) / 2) == pytest.approx(sum(value(t) for t in terms) / 2, rel=1e-4, abs=1e-5)
 
 
+def test_a_sum_of_single_units_is_read_in_one_gather_with_the_same_value_and_gradient() -> None:
+    # Objective.sum evaluates channel(layer, c_i, batch=i) terms of one layer together (after a first,
+    # term-by-term call that checks every index); value and gradient must not change
+    units = [(0, 3), (1, 0), (2, 3), (-1, 1), (0, 2)]  # (batch, channel); -1 is the last image
+    combined = sum(O.channel("conv", c, batch=b) for b, c in units) + O.class_logit("head", 4, batch=1) - O.l2()
+    logits_terms = O.class_logit("head", 4, batch=1) + O.class_logit("head", 0, batch=2)
+    expected = sum(A[b, c].mean() for b, c in units) + float(LOGITS[1, 4]) - float((IMAGE**2).mean() + 1e-6) ** 0.5
+    for _ in range(3):  # the first call runs term by term, the next ones gather
+        conv = CONV.clone().requires_grad_(True)
+        total = combined(acts(conv=conv))
+        assert total.item() == pytest.approx(expected, rel=1e-5)
+        total.backward()
+        grad = np.zeros_like(A)
+        for b, c in units:
+            grad[b, c] += 1 / (A.shape[2] * A.shape[3])
+        np.testing.assert_allclose(conv.grad.numpy(), grad, rtol=1e-6, atol=1e-8)
+        assert value(logits_terms) == pytest.approx(float(LOGITS[1, 4] + LOGITS[2, 0]), rel=1e-5)
+    # a new shape is checked again, term by term, and a unit out of range there is named
+    with pytest.raises(IndexError, match=r"batch=2 is out of range .* 2 images"):
+        combined(acts(conv=CONV[:2]))
+    with pytest.raises(IndexError, match=r"channel 3 is out of range for layer 'conv', which has 3 channels"):
+        combined(acts(conv=CONV[:, :3]))
+
+
+def test_sums_of_sums_are_flat() -> None:
+    terms = [O.channel("conv", c % 4, batch=c % 3) for c in range(12)]
+    total = sum(terms)
+    assert total._terms is not None and len(total._terms) == 12
+    assert str(total) == (
+        "channel('conv', 0, batch=0) + channel('conv', 1, batch=1) + channel('conv', 2, batch=2) + "
+        "... (12 terms) ... + channel('conv', 3, batch=2)"
+    )
+    assert value(total) == pytest.approx(sum(A[c % 3, c % 4].mean() for c in range(12)), rel=1e-5)
+    assert str(O.channel("conv", 0) - (O.channel("conv", 1) + O.channel("conv", 2))) == (
+        "channel('conv', 0) - (channel('conv', 1) + channel('conv', 2))"
+    )
+
+
 def test_strings_and_callables_become_objectives() -> None:
     objective = O.as_objective("conv:2")
     assert value(objective) == pytest.approx(A[:, 2].mean(), rel=1e-5)

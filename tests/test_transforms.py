@@ -555,13 +555,16 @@ def test_affine_property(n, c, h, w, seed):
     assert float(x.grad.abs().sum()) > 0
 
 
-def test_random_blur_matches_scipy_for_a_fixed_sigma():
+# 3 and 5 taps run as one 2-D convolution, 7 taps as two 1-D ones
+@pytest.mark.parametrize(("sigma", "radius"), [(0.4, 1), (0.8, 2), (1.5, 3)])
+def test_random_blur_matches_scipy_for_a_fixed_sigma(sigma: float, radius: int):
     x = torch.rand(2, 3, 12, 15, dtype=torch.float64)
-    out = T.RandomBlur(0.8)(x).numpy()
-    radius = 2  # ceil(2 * 0.8)
+    blur = T.RandomBlur(sigma)
+    assert blur.radius == radius  # ceil(2 * sigma)
+    out = blur(x).numpy()
     expected = np.stack(
         [
-            [ndi.gaussian_filter(x[i, j].numpy(), 0.8, mode="nearest", truncate=radius / 0.8) for j in range(3)]
+            [ndi.gaussian_filter(x[i, j].numpy(), sigma, mode="nearest", truncate=radius / sigma) for j in range(3)]
             for i in range(2)
         ]
     )

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import numbers
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, Union
+from typing import Any, NamedTuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -77,6 +77,65 @@ def _format_number(value: float) -> str:
     return f"{value:g}"
 
 
+class _Unit(NamedTuple):
+    """What a single-unit objective reads: channel ``index`` of batch element ``batch`` of ``ref``."""
+
+    ref: LayerRef
+    index: int
+    batch: int
+
+
+def _sum_parts(terms: Sequence[Objective]) -> list[ObjectiveFunction]:
+    """The functions whose values add up to the sum of ``terms``.
+
+    Single units of the same layer (``channel(layer, c_i, batch=i)``, as rendering a
+    layer's channels or a model's classes writes them) become one gather instead of
+    one slice per term: with K terms that saves K - 1 full-size zero tensors in the
+    backward pass.
+    """
+    groups: dict[LayerRef, list[int]] = {}
+    for position, term in enumerate(terms):
+        if term._unit is not None:
+            groups.setdefault(term._unit.ref, []).append(position)
+    together = {members[0]: members for members in groups.values() if len(members) > 1}
+    absorbed = {position for members in together.values() for position in members[1:]}
+    parts: list[ObjectiveFunction] = []
+    for position, term in enumerate(terms):
+        if position in together:
+            parts.append(_units_together([terms[i] for i in together[position]]))
+        elif position not in absorbed:
+            parts.append(term.function)
+    return parts
+
+
+def _units_together(terms: Sequence[Objective]) -> ObjectiveFunction:
+    """One function for the sum of single-unit objectives on one layer.
+
+    The first time a shape is seen the terms run one by one, so that each checks its
+    own batch and channel and raises its own error; after that, one gather.
+    """
+    units = [term._unit for term in terms if term._unit is not None]
+    ref = units[0].ref
+    seen: dict[tuple[tuple[int, ...], torch.device], tuple[Tensor, Tensor]] = {}
+
+    def value(acts: Activations) -> Tensor:
+        tensor = _channels_first(acts[ref], ref)
+        key = (tuple(tensor.shape), tensor.device)
+        where = seen.get(key)
+        if where is None:
+            total = terms[0].function(acts)
+            for term in terms[1:]:
+                total = total + term.function(acts)
+            batches = torch.tensor([unit.batch for unit in units], device=tensor.device)
+            channels = torch.tensor([unit.index for unit in units], device=tensor.device)
+            seen[key] = (batches, channels)
+            return total
+        picked = tensor[where]  # (K, *positions)
+        return picked.reshape(len(units), -1).mean(dim=1).sum()
+
+    return value
+
+
 class Objective:
     """A scalar function of the captured activations, to be maximised.
 
@@ -102,6 +161,8 @@ class Objective:
         layers: Iterable[LayerSpec] | None = (),
         *,
         _precedence: int = _ATOM,
+        _unit: _Unit | None = None,
+        _terms: tuple[Objective, ...] | None = None,
     ) -> None:
         self.function = function
         self.description = description
@@ -109,6 +170,8 @@ class Objective:
             None if layers is None else tuple(dict.fromkeys(LayerRef.parse(spec) for spec in layers))
         )
         self._precedence = _precedence
+        self._unit = _unit  # set on single-unit objectives that Objective.sum can evaluate together
+        self._terms = _terms  # set on sums, so that a sum of sums is flattened
 
     def __call__(self, activations: Activations) -> Tensor:
         return self.function(activations)
@@ -132,22 +195,27 @@ class Objective:
             >>> print(total)
             channel('conv', 0, batch=0) + channel('conv', 1, batch=1) + channel('conv', 2, batch=2)
         """
-        terms = [as_objective(item) for item in objectives]
+        terms: list[Objective] = []
+        for item in objectives:
+            term = as_objective(item)
+            terms.extend(term._terms if term._terms is not None else (term,))
         if not terms:
             raise ValueError("Objective.sum needs at least one objective")
         if len(terms) == 1:
             return terms[0]
+        parts = _sum_parts(terms)
 
         def total(acts: Activations) -> Tensor:
-            value = terms[0](acts)
-            for term in terms[1:]:
-                value = value + term(acts)
+            value = parts[0](acts)
+            for part in parts[1:]:
+                value = value + part(acts)
             return value
 
         shown = [term._wrapped(_SUM) for term in terms]
         if len(shown) > 8:
             shown = [*shown[:3], f"... ({len(shown)} terms) ...", shown[-1]]
-        return Objective(total, " + ".join(shown), _layers_union(*(t.layers for t in terms)), _precedence=_SUM)
+        layers = _layers_union(*(t.layers for t in terms))
+        return Objective(total, " + ".join(shown), layers, _precedence=_SUM, _terms=tuple(terms))
 
     def __add__(self, other: ObjectiveLike | float) -> Objective:
         if isinstance(other, numbers.Real):
@@ -351,7 +419,8 @@ def channel(layer: LayerSpec, channel: int, batch: int | None = None) -> Objecti
         _check_channel(units, channel, ref)
         return units[:, channel].mean()
 
-    return Objective(value, _call("channel", ref, channel, batch=batch), [ref])
+    unit = None if batch is None else _Unit(ref, channel, batch)
+    return Objective(value, _call("channel", ref, channel, batch=batch), [ref], _unit=unit)
 
 
 def layer(layer: LayerSpec, batch: int | None = None) -> Objective:
@@ -394,7 +463,8 @@ def class_logit(layer: LayerSpec, index: int, batch: int | None = None) -> Objec
     def value(acts: Activations) -> Tensor:
         return _logits(acts, ref, batch, index)[:, index].mean()
 
-    return Objective(value, _call("class_logit", ref, index, batch=batch), [ref])
+    unit = None if batch is None else _Unit(ref, index, batch)
+    return Objective(value, _call("class_logit", ref, index, batch=batch), [ref], _unit=unit)
 
 
 def class_prob(layer: LayerSpec, index: int, batch: int | None = None) -> Objective:

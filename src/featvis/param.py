@@ -272,7 +272,8 @@ class ColorDecorrelation(nn.Module):
         return cls(matrix.float(), mean.float())
 
     def forward(self, values: Tensor) -> Tensor:
-        return torch.einsum("ck,bkhw->bchw", self.matrix, values)
+        # (C, C) @ (N, C, H*W): a batched matrix product on the image as it lies, no permuted copies
+        return torch.matmul(self.matrix.to(values.dtype), values.flatten(2)).view(values.shape)
 
     def inverse(self, colours: Tensor) -> Tensor:
         """Map colours back to decorrelated values (``forward``'s inverse).

@@ -221,14 +221,20 @@ class RandomRotate(RandomAffine):
         super().__init__(degrees=degrees, fill=fill)
 
 
+#: RandomBlur kernels up to this many taps a side run as one 2-D convolution, wider ones as two 1-D ones
+_LARGEST_SQUARE_KERNEL = 5
+
+
 class RandomBlur(nn.Module):
     """Gaussian blur whose standard deviation (in pixels) is drawn per image from ``sigma``.
 
     Optimising through a random blur makes the picture keep its meaning when it is
     blurred or resized, instead of resting on pixel-exact detail: a small network
     on 32x32 inputs is otherwise easily driven by patterns that a 2x resize erases.
-    The kernel is separable, ``2 * ceil(2 * max(sigma)) + 1`` taps wide, borders
-    replicated; sigma 0 leaves the image as it is.
+    The kernel is a Gaussian ``2 * ceil(2 * max(sigma)) + 1`` taps wide, borders
+    replicated, applied in one 2-D convolution when it is small (the default
+    half-pixel blur: 3x3) and as two 1-D ones otherwise; sigma 0 leaves the image
+    as it is.
 
     Args:
         sigma: ``(low, high)`` range, or one number for a fixed blur.
@@ -256,17 +262,13 @@ class RandomBlur(nn.Module):
         weights = torch.exp(-0.5 * (offsets / sigma.clamp_min(1e-3)[:, None]) ** 2)
         weights = (weights / weights.sum(dim=1, keepdim=True)).repeat_interleave(c, dim=0)  # (n * c, taps)
         flat = images.reshape(1, n * c, h, w)
-        taps = weights.shape[1]
-        flat = F.conv2d(
-            F.pad(flat, (self.radius, self.radius, 0, 0), mode="replicate"),
-            weights.view(n * c, 1, 1, taps),
-            groups=n * c,
-        )
-        flat = F.conv2d(
-            F.pad(flat, (0, 0, self.radius, self.radius), mode="replicate"),
-            weights.view(n * c, 1, taps, 1),
-            groups=n * c,
-        )
+        r, taps = self.radius, weights.shape[1]
+        if taps <= _LARGEST_SQUARE_KERNEL:  # one small 2-D convolution costs less than two 1-D ones
+            kernels = weights[:, :, None] * weights[:, None, :]
+            flat = F.conv2d(F.pad(flat, (r, r, r, r), mode="replicate"), kernels[:, None], groups=n * c)
+            return flat.view(n, c, h, w)
+        flat = F.conv2d(F.pad(flat, (r, r, 0, 0), mode="replicate"), weights.view(n * c, 1, 1, taps), groups=n * c)
+        flat = F.conv2d(F.pad(flat, (0, 0, r, r), mode="replicate"), weights.view(n * c, 1, taps, 1), groups=n * c)
         return flat.view(n, c, h, w)
 
     def extra_repr(self) -> str:
