@@ -16,12 +16,13 @@ Example:
 from . import hooks, models, objectives, param, transforms
 from .hooks import LayerRef, layer_names
 from .objectives import Objective
-from .render import RenderResult, render_channels, render_vis
+from .render import RenderResult, auto_batch_size, render_channels, render_vis
 
 __all__ = [
     "LayerRef",
     "Objective",
     "RenderResult",
+    "auto_batch_size",
     "hooks",
     "layer_names",
     "models",

@@ -305,6 +305,7 @@ class ActivationCapture:
             self.names.setdefault(module, name)
         self._outputs: dict[nn.Module, Any] = {}
         self._handles: list[RemovableHandle] = []
+        self._active = False
 
     @property
     def modules(self) -> list[nn.Module]:
@@ -316,7 +317,7 @@ class ActivationCapture:
         if module in self.names:
             return
         self.names[module] = name
-        if self._handles:
+        if self._active:
             self._handles.append(module.register_forward_hook(self._hook))
 
     def _hook(self, module: nn.Module, args: Any, output: Any) -> None:
@@ -333,6 +334,7 @@ class ActivationCapture:
         try:
             for module in self.names:
                 self._handles.append(module.register_forward_hook(self._hook))
+            self._active = True
         except BaseException:
             self._remove()
             raise
@@ -342,6 +344,7 @@ class ActivationCapture:
         self._remove()
 
     def _remove(self) -> None:
+        self._active = False
         for handle in self._handles:
             handle.remove()
         self._handles.clear()
@@ -352,7 +355,7 @@ class ActivationCapture:
         ``image`` is recorded as the ``"input"`` entry (the untransformed image).
         Raises :class:`LayerNotReachedError` if a hooked layer did not run.
         """
-        if not self._handles and self.names:
+        if not self._active and self.names:
             raise RuntimeError("ActivationCapture.run must be called inside its `with` block")
         self._outputs = {}
         try:

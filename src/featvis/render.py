@@ -49,7 +49,7 @@ if TYPE_CHECKING:
     import numpy as np
     from PIL.Image import Image as PILImage
 
-__all__ = ["RenderResult", "render_channels", "render_vis"]
+__all__ = ["RenderResult", "auto_batch_size", "render_channels", "render_vis"]
 
 OptimizerSpec = Union[torch.optim.Optimizer, type, Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer], None]
 TransformSpec = Union[nn.Module, Callable[[Tensor], Tensor], Sequence[Callable[[Tensor], Tensor]], None]
@@ -324,7 +324,33 @@ def _seeded(seed: int | None, device: torch.device) -> Iterator[None]:
         yield
 
 
+@contextlib.contextmanager
+def _memory_format(model: nn.Module, layout: torch.memory_format | None) -> Iterator[None]:
+    """The model's 4-D parameters and buffers in ``layout`` inside; the very same tensors back after."""
+    if layout is None:
+        yield
+        return
+    saved = [(t, t.data) for t in [*model.parameters(), *model.buffers()] if t.ndim == 4]
+    try:
+        for tensor, data in saved:
+            tensor.data = data.contiguous(memory_format=layout)
+        yield
+    finally:
+        for tensor, data in saved:
+            tensor.data = data
+
+
 # ---- argument handling ----------------------------------------------------------
+def _compile_options(compile: bool | dict[str, Any]) -> dict[str, Any] | None:
+    if compile is False:
+        return None
+    if compile is True:
+        return {}
+    if isinstance(compile, dict):
+        return dict(compile)
+    raise TypeError(f"compile must be True, False or a dict of torch.compile options, got {type(compile).__name__}")
+
+
 def _check_steps(steps: int, thresholds: Iterable[int] | None) -> list[int]:
     if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
         raise ValueError(f"steps must be a positive integer, got {steps!r}")
@@ -512,6 +538,9 @@ def render_vis(
     seed: int | None = None,
     progress: bool = True,
     size: int | tuple[int, int] | None = None,
+    channels_last: bool = False,
+    autocast: torch.dtype | None = None,
+    compile: bool | dict[str, Any] = False,
 ) -> RenderResult:
     """Optimise an image so that ``objective`` is maximised, and return it.
 
@@ -544,6 +573,18 @@ def render_vis(
         progress: show a tqdm progress bar (a widget in notebooks).
         size: image size ``H`` or ``(H, W)`` when ``param`` is not given
             (default: the model's usual input size, or 224).
+        channels_last: run the model in the channels-last memory layout (its 4-D
+            weights are converted for the run and the originals put back after).
+            Often faster for convolutions on GPUs with tensor cores and on CPUs.
+        autocast: ``torch.bfloat16`` or ``torch.float16`` runs the preprocessing,
+            the model and the objective under ``torch.autocast`` (mixed precision;
+            meant for CUDA). The image and the optimiser stay in float32.
+        compile: ``True`` (or a dict of ``torch.compile`` options, such as
+            ``{"mode": "max-autotune"}``) compiles one whole step, from the
+            parameterisation to the objective, with ``torch.compile``. The
+            layers after the deepest target are dropped by the compiler instead
+            of cut by a hook. The first step pays the compilation (seconds to a
+            minute); it pays off on GPUs and long runs.
 
     Returns:
         A :class:`RenderResult`. Ctrl-C stops the run early and still returns
@@ -567,7 +608,13 @@ def render_vis(
     if isinstance(transform, nn.Module):
         transform = transform.to(device)
 
-    with _seeded(seed, device), _rendering_state(model):
+    compile_options = _compile_options(compile)
+    if autocast is not None and autocast not in (torch.bfloat16, torch.float16):
+        raise ValueError(f"autocast must be torch.bfloat16, torch.float16 or None, got {autocast!r}")
+    layout = torch.channels_last if channels_last else None
+    mixed = (lambda: torch.autocast(device.type, dtype=autocast)) if autocast is not None else contextlib.nullcontext
+
+    with _seeded(seed, device), _rendering_state(model), _memory_format(model, layout):
         image_param = _make_param(param, model, size).to(device)
         parameters = [p for p in image_param.parameters() if p.requires_grad]
         if not parameters:
@@ -576,15 +623,30 @@ def render_vis(
 
         def forward(capture: ActivationCapture, probe: Tensor | None = None) -> Any:
             images = image_param() if probe is None else probe.to(device)
-            return capture.run(prepare(transform(images)).to(dtype), image=images)
+            with mixed():
+                inputs = prepare(transform(images)).to(dtype)
+                if layout is not None:
+                    inputs = inputs.contiguous(memory_format=layout)
+                return capture.run(inputs, image=images)
 
         with torch.no_grad():
             start_shape = image_param().shape
         capture = _prepare_capture(model, objective, forward, start_shape)
 
+        def loss_value() -> Tensor:
+            activations = forward(capture)
+            with mixed():
+                return -objective(activations).float().reshape(())
+
+        if compile_options is not None:
+            # one graph from the parameterisation to the loss: the hooks record without stopping the
+            # pass, and the compiler drops the layers whose outputs the loss does not use
+            capture.stop_early = False
+            loss_value = torch.compile(loss_value, **compile_options)
+
         def closure() -> Tensor:
             opt.zero_grad(set_to_none=True)
-            loss = -objective(forward(capture)).float().reshape(())
+            loss = loss_value()
             loss.backward()
             return loss
 
@@ -677,7 +739,7 @@ def render_channels(
     layer: LayerSpec,
     channels: Sequence[int] | None = None,
     *,
-    batch_size: int = 16,
+    batch_size: int | None = None,
     size: int | tuple[int, int] | None = None,
     image_channels: int | None = None,
     unit: Callable[[LayerSpec, int, int], Objective] | None = None,
@@ -688,14 +750,16 @@ def render_channels(
     """Render many units of one layer, one image per unit, ``batch_size`` at a time.
 
     Each chunk is one :func:`render_vis` call whose objective gives batch element
-    ``i`` its own unit (``channel(layer, unit_i, batch=i)``), so memory grows
-    with ``batch_size``, not with the number of units.
+    ``i`` its own unit (``channel(layer, unit_i, batch=i)``), and its images go to
+    the CPU before the next chunk starts, so memory grows with ``batch_size``,
+    not with the number of units.
 
     Args:
         model: the network.
         layer: the layer whose units to render.
         channels: the units (default: every channel of the layer).
-        batch_size: images optimised together.
+        batch_size: images optimised together (default: :func:`auto_batch_size`,
+            which picks what fits the device's free memory).
         size: image size (default: the model's usual input size, or 224).
         image_channels: channels of the rendered images (default: what the model
             takes, see :func:`featvis.models.default_input_channels`).
@@ -712,7 +776,7 @@ def render_channels(
         >>> result.images.shape, result.units
         (torch.Size([4, 3, 12, 12]), [0, 1, 2, 3])
     """
-    if not isinstance(batch_size, int) or batch_size < 1:
+    if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
     height, width = _size_pair(size if size is not None else default_input_size(model))
     if image_channels is None:
@@ -730,6 +794,10 @@ def render_channels(
         units = list(channels)
         if not units:
             raise ValueError("no channels to render")
+        if batch_size is None:
+            batch_size = auto_batch_size(
+                model, layer, (height, width), image_channels=image_channels, preprocess=render_kwargs.get("preprocess")
+            )
         for chunk_index, start in enumerate(range(0, len(units), batch_size)):
             chunk = units[start : start + batch_size]
             chunk_seed = None if seed is None else seed + chunk_index
@@ -746,3 +814,97 @@ def render_channels(
             if result.interrupted:
                 break
     return RenderResult.concatenate(results)
+
+
+# ---- batch size -------------------------------------------------------------------
+#: auto_batch_size's ceiling on a CPU, where larger batches no longer speed up each image
+CPU_BATCH_LIMIT = 16
+#: ... and on an accelerator
+ACCELERATOR_BATCH_LIMIT = 512
+#: what one image costs, as a multiple of the activations the forward pass saves for the backward
+#: pass (gradients as large as the activations, transient outputs, the image, Adam's state)
+_MEMORY_PER_SAVED_BYTE = 3.0
+
+
+def _saved_bytes(
+    model: nn.Module, layer: LayerSpec, batch: int, channels: int, size: tuple[int, int], prepare: Any
+) -> int:
+    """Bytes of the distinct tensors one forward pass of ``batch`` grey images saves for backward."""
+    device, dtype = model_device_dtype(model)
+    storages: dict[int, int] = {}
+
+    def pack(tensor: Tensor) -> Tensor:
+        storage = tensor.untyped_storage()
+        storages[storage.data_ptr()] = storage.nbytes()
+        return tensor
+
+    image = torch.full((batch, channels, *size), 0.5, device=device, requires_grad=True)
+    with (
+        ActivationCapture(model, [LayerRef.parse(layer)]) as capture,
+        torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor),
+    ):
+        capture.run(prepare(image).to(dtype))
+    return sum(storages.values())
+
+
+def _free_memory(device: torch.device) -> int:
+    """Bytes free on ``device``: the CUDA allocator's view, or the system's available memory."""
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (AttributeError, OSError, ValueError):
+        return 4 << 30
+
+
+def auto_batch_size(
+    model: nn.Module,
+    layer: LayerSpec,
+    size: int | tuple[int, int] | None = None,
+    *,
+    image_channels: int | None = None,
+    preprocess: Callable[[Tensor], Tensor] | bool | None = None,
+    memory: int | None = None,
+) -> int:
+    """How many images to optimise together when rendering units of ``layer``.
+
+    One probe forward pass with one image and one with two give what an image adds
+    to the tensors kept for the backward pass; the batch is the number of images
+    whose estimated cost (:data:`_MEMORY_PER_SAVED_BYTE` times that) fits in half
+    of ``memory``, at most :data:`CPU_BATCH_LIMIT` on a CPU (larger batches no
+    longer make each image cheaper there) and :data:`ACCELERATOR_BATCH_LIMIT`
+    elsewhere, and at least 1.
+
+    Args:
+        model: the network.
+        layer: the layer whose units will be rendered (the probes stop there).
+        size: image size (default: the model's usual input size, or 224).
+        image_channels: channels of the images (default: what the model takes).
+        preprocess: as in :func:`render_vis`.
+        memory: bytes to plan with (default: what is free on the model's device).
+
+    Example:
+        >>> from torch import nn
+        >>> model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU()).eval()
+        >>> auto_batch_size(model, "1", size=32, memory=2**30)
+        16
+        >>> auto_batch_size(model, "1", size=32, memory=600_000)
+        2
+    """
+    device = model_device_dtype(model)[0]
+    height, width = _size_pair(size if size is not None else default_input_size(model))
+    channels = image_channels if image_channels is not None else default_input_channels(model)
+    prepare = _make_preprocess(preprocess, model, device)
+    with _rendering_state(model):
+        one, two = (_saved_bytes(model, layer, n, channels, (height, width), prepare) for n in (1, 2))
+    per_image = _MEMORY_PER_SAVED_BYTE * max(two - one, one // 2, 1)
+    available = _free_memory(device) if memory is None else memory
+    limit = CPU_BATCH_LIMIT if device.type == "cpu" else ACCELERATOR_BATCH_LIMIT
+    return max(1, min(limit, int(available / 2 // per_image)))

@@ -221,6 +221,15 @@ class RandomRotate(RandomAffine):
         super().__init__(degrees=degrees, fill=fill)
 
 
+def _replicate(images: Tensor, pad: int, dim: int) -> Tensor:
+    """Pad ``pad`` copies of the edge on both sides of ``dim`` (as ``F.pad(mode="replicate")``, which
+    ``torch.compile`` does not always get right on CPU)."""
+    first, last = images.narrow(dim, 0, 1), images.narrow(dim, images.shape[dim] - 1, 1)
+    sizes = [-1] * images.ndim
+    sizes[dim] = pad
+    return torch.cat([first.expand(sizes), images, last.expand(sizes)], dim=dim)
+
+
 #: RandomBlur kernels up to this many taps a side run as one 2-D convolution, wider ones as two 1-D ones
 _LARGEST_SQUARE_KERNEL = 5
 
@@ -265,10 +274,10 @@ class RandomBlur(nn.Module):
         r, taps = self.radius, weights.shape[1]
         if taps <= _LARGEST_SQUARE_KERNEL:  # one small 2-D convolution costs less than two 1-D ones
             kernels = weights[:, :, None] * weights[:, None, :]
-            flat = F.conv2d(F.pad(flat, (r, r, r, r), mode="replicate"), kernels[:, None], groups=n * c)
+            flat = F.conv2d(_replicate(_replicate(flat, r, -1), r, -2), kernels[:, None], groups=n * c)
             return flat.view(n, c, h, w)
-        flat = F.conv2d(F.pad(flat, (r, r, 0, 0), mode="replicate"), weights.view(n * c, 1, 1, taps), groups=n * c)
-        flat = F.conv2d(F.pad(flat, (0, 0, r, r), mode="replicate"), weights.view(n * c, 1, taps, 1), groups=n * c)
+        flat = F.conv2d(_replicate(flat, r, -1), weights.view(n * c, 1, 1, taps), groups=n * c)
+        flat = F.conv2d(_replicate(flat, r, -2), weights.view(n * c, 1, taps, 1), groups=n * c)
         return flat.view(n, c, h, w)
 
     def extra_repr(self) -> str:
