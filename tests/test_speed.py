@@ -19,7 +19,7 @@ from torch import nn
 import featvis
 from featvis import objectives as O
 from featvis.hooks import ActivationCapture
-from featvis.render import CPU_BATCH_LIMIT, _saved_bytes, auto_batch_size
+from featvis.render import CPU_BATCH_LIMIT, _flushing_denormals, _saved_bytes, auto_batch_size
 
 if TYPE_CHECKING:
     from conftest import ModelState
@@ -107,6 +107,22 @@ def test_the_loss_is_read_only_at_checks_not_every_step(monkeypatch: pytest.Monk
     featvis.render_vis(model, objective, size=12, steps=64, optimizer=torch.optim.SGD, progress=False)
     monkeypatch.undo()
     assert len(reads) <= 64 // 16 + 4, reads
+
+
+@pytest.mark.parametrize("callers_setting", [False, True])
+def test_denormals_are_flushed_during_a_cpu_run_and_the_setting_comes_back(callers_setting: bool) -> None:
+    if not torch.set_flush_denormal(callers_setting):
+        pytest.skip("this CPU cannot flush denormals")
+    try:
+        assert _flushing_denormals() is callers_setting
+        model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU()).eval()
+        during: list[bool] = []
+        model.register_forward_pre_hook(lambda module, args: during.append(_flushing_denormals()))
+        featvis.render_vis(model, "1:0", size=8, steps=3, progress=False)
+        assert during and all(during)
+        assert _flushing_denormals() is callers_setting
+    finally:
+        torch.set_flush_denormal(False)
 
 
 def test_saved_memory_grows_with_the_batch() -> None:

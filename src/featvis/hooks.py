@@ -238,10 +238,18 @@ class Activations:
         (torch.Size([1, 3]), torch.Size([1, 2]))
     """
 
-    def __init__(self, model: nn.Module, outputs: dict[nn.Module, Any], image: Tensor | None) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        outputs: dict[nn.Module, Any],
+        image: Tensor | None,
+        resolved: dict[LayerRef, tuple[str, nn.Module]] | None = None,
+    ) -> None:
         self.model = model
         self.outputs = outputs
         self.image = image
+        # layer names already looked up (kept by ActivationCapture from one forward pass to the next)
+        self._resolved = {} if resolved is None else resolved
 
     def __getitem__(self, spec: LayerSpec) -> Tensor:
         ref = LayerRef.parse(spec)
@@ -249,7 +257,10 @@ class Activations:
             if self.image is None:
                 raise KeyError("no input image was recorded for this forward pass")
             return self.image
-        name, module = resolve_layer(self.model, ref)
+        found = self._resolved.get(ref)
+        if found is None:
+            found = self._resolved[ref] = resolve_layer(self.model, ref)
+        name, module = found
         if module not in self.outputs:
             raise _MissingLayer(ref, name, module)
         return _select(self.outputs[module], ref, name)
@@ -306,6 +317,7 @@ class ActivationCapture:
         self._outputs: dict[nn.Module, Any] = {}
         self._handles: list[RemovableHandle] = []
         self._active = False
+        self._resolved: dict[LayerRef, tuple[str, nn.Module]] = {}
 
     @property
     def modules(self) -> list[nn.Module]:
@@ -369,7 +381,7 @@ class ActivationCapture:
                 f"{type(self.model).__name__}: the model's forward() never calls them (for this input). "
                 "Target a layer that the forward pass uses."
             )
-        return Activations(self.model, self._outputs, image)
+        return Activations(self.model, self._outputs, image, self._resolved)
 
     def __iter__(self) -> Iterator[nn.Module]:
         return iter(self.names)

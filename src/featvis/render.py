@@ -324,6 +324,27 @@ def _seeded(seed: int | None, device: torch.device) -> Iterator[None]:
         yield
 
 
+def _flushing_denormals() -> bool:
+    """Whether this thread flushes denormal floats to zero (torch can set it but not read it)."""
+    return float(torch.tensor([1e-40], dtype=torch.float32)[0] * 1.0) == 0.0
+
+
+@contextlib.contextmanager
+def _denormals_flushed(device: torch.device) -> Iterator[None]:
+    """On a CPU, treat floats below 1.2e-38 as zero inside (x86 computes with them many times slower,
+    and a picture does not depend on them); the caller's setting comes back after."""
+    if device.type != "cpu" or _flushing_denormals():
+        yield
+        return
+    if not torch.set_flush_denormal(True):  # this CPU cannot
+        yield
+        return
+    try:
+        yield
+    finally:
+        torch.set_flush_denormal(False)
+
+
 @contextlib.contextmanager
 def _memory_format(model: nn.Module, layout: torch.memory_format | None) -> Iterator[None]:
     """The model's 4-D parameters and buffers in ``layout`` inside; the very same tensors back after."""
@@ -548,7 +569,9 @@ def render_vis(
         model: any ``torch.nn.Module`` taking image batches. It comes back as it
             was: same weights, train/eval mode and ``requires_grad`` flags, no hooks.
             It runs in eval mode, without weight gradients, and only up to the
-            deepest layer the objective needs.
+            deepest layer the objective needs. On a CPU, denormal floats (below
+            1.2e-38) are flushed to zero during the run, which spares the slow
+            path x86 takes on them; the caller's setting comes back after.
         objective: an :class:`~featvis.objectives.Objective`, a ``"layer:channel"``
             string, or a function of the activations returning a scalar.
         param: the image parameterisation (default: ``featvis.param.image(size)``,
@@ -614,7 +637,7 @@ def render_vis(
     layout = torch.channels_last if channels_last else None
     mixed = (lambda: torch.autocast(device.type, dtype=autocast)) if autocast is not None else contextlib.nullcontext
 
-    with _seeded(seed, device), _rendering_state(model), _memory_format(model, layout):
+    with _seeded(seed, device), _rendering_state(model), _memory_format(model, layout), _denormals_flushed(device):
         image_param = _make_param(param, model, size).to(device)
         parameters = [p for p in image_param.parameters() if p.requires_grad]
         if not parameters:
