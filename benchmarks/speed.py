@@ -25,7 +25,8 @@ Run::
     pip install --no-deps torch-lucent "kornia==0.4.1"   # only for the Lucent column
     python benchmarks/speed.py --weights-dir ../shared/models/cifar10
 
-``--options`` adds rows for featvis's opt-in speed options (channels-last, compile, autocast);
+``--options`` adds rows for featvis's opt-in speed options (channels-last, compile, autocast),
+``--ablations`` rows for featvis without its blur, its transforms, its normalisation;
 ``--workloads resnet20-classes --steps 8 --repeats 1`` makes a quick smoke run.
 """
 
@@ -223,6 +224,15 @@ def option_sets(device: torch.device) -> dict[str, dict[str, Any]]:
     return sets
 
 
+def ablation_sets() -> dict[str, dict[str, Any]]:
+    """featvis without one of its parts, to see what each part of a step costs."""
+    return {
+        "without blur": {"transforms": featvis.transforms.standard(blur=0)},
+        "without transforms": {"transforms": []},
+        "without transforms or normalisation": {"transforms": [], "preprocess": False},
+    }
+
+
 # ---- the full-layer workload (CUDA) ------------------------------------------------------------
 def full_layer_seconds(device: torch.device, steps: int, with_lucent: bool) -> dict[str, float]:
     """GoogLeNet inception4c, all 512 channels at 128x128: total seconds for featvis and Lucent.
@@ -274,6 +284,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=12, help="steps per timed run")
     parser.add_argument("--repeats", type=int, default=8, help="timed runs per method, in a random order each round")
     parser.add_argument("--options", action="store_true", help="also time featvis's opt-in speed options")
+    parser.add_argument("--ablations", action="store_true", help="also time featvis without some of its parts")
     parser.add_argument("--no-lucent", action="store_true", help="skip Lucent")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--full-layer-steps", type=int, default=256, help="steps of the CUDA full-layer workload")
@@ -309,6 +320,8 @@ def main() -> None:
         print("Lucent not installed (or --no-lucent): its column is empty")
 
     options = option_sets(device) if args.options else {}
+    if args.ablations:
+        options.update(ablation_sets())
     lines = [
         "| workload | method | ms/step | floor ms/step | x floor | floor A/A | Lucent ms/step | speed-up over Lucent |",
         "|---|---|---:|---:|---:|---:|---:|---:|",
@@ -341,7 +354,13 @@ def main() -> None:
         for method in ["featvis", *options]:
             ours = median_ms(runs[method])
             lucent_cells = f"{lucent:.1f} | {lucent / ours:.2f}x" if lucent else "- | -"
-            label = "featvis" if method == "featvis" else f"featvis + {method}"
+            label = (
+                "featvis"
+                if method == "featvis"
+                else f"featvis, {method}"
+                if method.startswith("without")
+                else (f"featvis + {method}")
+            )
             ratio = ours / floor
             lines.append(
                 f"| {name} | {label} | {ours:.1f} | {floor:.1f} | {ratio:.2f} | {noise:.2f} | {lucent_cells} |"

@@ -85,3 +85,42 @@ def test_step_clock_reads_the_time_at_each_threshold(quality: ModuleType) -> Non
     clock.stamps = [10.0, 11.0, 12.0, 13.0, 14.0]
     assert clock.times(start=9.0, end=15.0, steps=[2, 4]) == {2: 4.0, 4: 6.0}
     assert not model._forward_pre_hooks
+
+
+# ---- the speed benchmark ----------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def speed() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("featvis_speed_benchmark", ROOT / "benchmarks" / "speed.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_speed_floor_runs_only_to_the_target_and_leaves_the_model_alone(speed: ModuleType) -> None:
+    from torch import nn
+
+    class Counted(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.features = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU())
+            self.late = nn.Conv2d(4, 4, 3)
+            self.late_calls = 0
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            x = self.features(x)
+            self.late_calls += 1
+            return self.late(x)
+
+    model = Counted().eval()
+    workload = speed.Workload("tiny", lambda: model, "features", [0, 3], 12)
+    times = speed.floor_steps(model, workload, speed.WARMUP + 4, torch.device("cpu"))
+    assert len(times) == 4 and all(t >= 0 for t in times)
+    assert model.late_calls == 0  # cut at the target
+    assert all(p.requires_grad for p in model.parameters())
+    assert not model.features._forward_hooks and not model._forward_pre_hooks
+    # featvis's side: the same units, one per image, as one objective
+    steps = speed.featvis_steps(model, workload, speed.WARMUP + 4, torch.device("cpu"))
+    assert len(steps) >= 4 and not model._forward_pre_hooks  # one more forward: the check before step 1
+    assert str(speed.featvis_objective(workload)) == "channel('features', 0, batch=0) + channel('features', 3, batch=1)"

@@ -76,6 +76,19 @@ def test_speed_options_reach_the_same_objective_values(
     assert bool((means >= OPTION_TOLERANCE * default_means).all()), (means, default_means)
 
 
+def test_compiled_runs_repeat_eager_runs_call_after_call() -> None:
+    # each render_vis compiles its own step; a graph kept from an earlier call must not leak into a
+    # later one (another seed, another unit): with the eager backend the numbers are identical
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Conv2d(4, 4, 3)).eval()
+    for seed in (0, 1):
+        for unit in ("0:1", "2:3"):
+            eager = featvis.render_vis(model, unit, size=12, steps=5, seed=seed, progress=False)
+            compiled = featvis.render_vis(
+                model, unit, size=12, steps=5, seed=seed, progress=False, compile={"backend": "eager"}
+            )
+            assert torch.equal(eager.images, compiled.images) and torch.equal(eager.losses, compiled.losses)
+
+
 def test_speed_option_errors() -> None:
     model = nn.Sequential(nn.Conv2d(3, 4, 3)).eval()
     with pytest.raises(ValueError, match=r"autocast must be torch\.bfloat16, torch\.float16 or None"):
