@@ -280,14 +280,17 @@ def median_ms(intervals: list[float]) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--weights-dir", default=None, help="folder holding the ResNet-20 weights (default: torch hub)")
-    parser.add_argument("--workloads", nargs="+", default=None, help="names of the workloads to run (default: all)")
+    parser.add_argument("--workloads", nargs="*", default=None, help="workloads to run (default: all; none: no names)")
     parser.add_argument("--steps", type=int, default=12, help="steps per timed run")
     parser.add_argument("--repeats", type=int, default=8, help="timed runs per method, in a random order each round")
     parser.add_argument("--options", action="store_true", help="also time featvis's opt-in speed options")
     parser.add_argument("--ablations", action="store_true", help="also time featvis without some of its parts")
     parser.add_argument("--no-lucent", action="store_true", help="skip Lucent")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--full-layer-steps", type=int, default=256, help="steps of the CUDA full-layer workload")
+    parser.add_argument("--full-layer-steps", type=int, default=256, help="steps of the full-layer workload")
+    parser.add_argument(
+        "--full-layer", action=argparse.BooleanOptionalAction, default=None, help="run it (default: on CUDA only)"
+    )
     parser.add_argument(
         "--clock", choices=["cpu", "wall"], default=None, help="what a step's time is (default: cpu on a CPU)"
     )
@@ -304,7 +307,7 @@ def main() -> None:
     torch.optim.Adam([torch.zeros(1, requires_grad=True)])
 
     available = workloads(args.weights_dir)
-    chosen = args.workloads or list(available)
+    chosen = list(available) if args.workloads is None else args.workloads
     unknown = [name for name in chosen if name not in available]
     if unknown:
         parser.error(f"unknown workload {unknown[0]!r}; choose from {', '.join(available)}")
@@ -375,7 +378,7 @@ def main() -> None:
     print()
     print("\n".join(lines))
     print()
-    if device.type == "cuda":
+    if args.full_layer if args.full_layer is not None else device.type == "cuda":
         times = full_layer_seconds(device, args.full_layer_steps, with_lucent)
         speedup = times["lucent"] / times["featvis"] if "lucent" in times else None
         shown = f"{speedup:.1f}x" if speedup else "-"
@@ -384,7 +387,7 @@ def main() -> None:
             f"{times['batch']:.0f}: featvis {times['featvis']:.1f} s, "
             f"Lucent {times.get('lucent', float('nan')):.1f} s, speed-up {shown}"
         )
-        if speedup:
+        if speedup and device.type == "cuda":
             verdicts.append((f"full layer: >= 5x faster than Lucent ({speedup:.1f}x)", speedup >= 5))
     else:
         print("GoogLeNet inception4c full-layer workload: not measured (no CUDA device)")
