@@ -154,6 +154,8 @@ def test_auto_batch_size_fits_the_memory_it_is_given() -> None:
         memory = int(2 * 3.0 * per_image * images) + 1  # half of it for 3x the saved bytes of `images` images
         assert auto_batch_size(model, "3", size=20, memory=memory, preprocess=False) == images
     assert auto_batch_size(model, "3", size=20, memory=1, preprocess=False) == 1
+    with torch.no_grad():  # the probes measure what a step would keep, whatever the caller's grad mode
+        assert auto_batch_size(model, "3", size=20, memory=int(2 * 3.0 * per_image * 3) + 1, preprocess=False) == 3
     assert auto_batch_size(model, "3", size=20, memory=2**40, preprocess=False) == CPU_BATCH_LIMIT
     # a deeper target keeps more for the backward pass: fewer images fit
     memory = int(2 * 3.0 * per_image * 7)

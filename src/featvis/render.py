@@ -646,8 +646,9 @@ def render_vis(
 
         def forward(capture: ActivationCapture, probe: Tensor | None = None) -> Any:
             images = image_param() if probe is None else probe.to(device)
+            transformed = transform(images)
             with mixed():
-                inputs = prepare(transform(images)).to(dtype)
+                inputs = prepare(transformed).to(dtype)
                 if layout is not None:
                     inputs = inputs.contiguous(memory_format=layout)
                 return capture.run(inputs, image=images)
@@ -863,6 +864,7 @@ def _saved_bytes(
 
     image = torch.full((batch, channels, *size), 0.5, device=device, requires_grad=True)
     with (
+        torch.enable_grad(),
         ActivationCapture(model, [LayerRef.parse(layer)]) as capture,
         torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor),
     ):
@@ -927,7 +929,7 @@ def auto_batch_size(
     prepare = _make_preprocess(preprocess, model, device)
     with _rendering_state(model):
         one, two = (_saved_bytes(model, layer, n, channels, (height, width), prepare) for n in (1, 2))
-    per_image = _MEMORY_PER_SAVED_BYTE * max(two - one, one // 2, 1)
+    per_image = _MEMORY_PER_SAVED_BYTE * max(two - one, 1)  # what does not grow with the batch cancels
     available = _free_memory(device) if memory is None else memory
     limit = CPU_BATCH_LIMIT if device.type == "cpu" else ACCELERATOR_BATCH_LIMIT
     return max(1, min(limit, int(available / 2 // per_image)))
