@@ -244,7 +244,7 @@ def full_layer_seconds(device: torch.device, steps: int, with_lucent: bool) -> d
     times: dict[str, float] = {"batch": float(batch)}
     synchronize(device)
     start = time.perf_counter()
-    featvis.render_channels(model, "inception4c", size=128, steps=steps, progress=False)
+    featvis.render_channels(model, "inception4c", batch_size=batch, size=128, steps=steps, progress=False)
     synchronize(device)
     times["featvis"] = time.perf_counter() - start
     if with_lucent:

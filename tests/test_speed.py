@@ -138,6 +138,12 @@ def test_denormals_are_flushed_during_a_cpu_run_and_the_setting_comes_back(calle
         torch.set_flush_denormal(False)
 
 
+def per_image_bytes(model: nn.Module, layer: str, size: int) -> int:
+    """What one more image adds to the tensors a forward pass keeps for backward."""
+    one, two = (_saved_bytes(model, layer, n, 3, (size, size), nn.Identity()) for n in (1, 2))
+    return two - one
+
+
 def test_saved_memory_grows_with_the_batch() -> None:
     model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Conv2d(8, 8, 3), nn.ReLU()).eval()
     sizes = [_saved_bytes(model, "3", n, 3, (20, 20), nn.Identity()) for n in (1, 2, 4)]
@@ -147,9 +153,7 @@ def test_saved_memory_grows_with_the_batch() -> None:
 
 def test_auto_batch_size_fits_the_memory_it_is_given() -> None:
     model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Conv2d(8, 8, 3), nn.ReLU()).eval()
-    per_image = _saved_bytes(model, "3", 2, 3, (20, 20), nn.Identity()) - _saved_bytes(
-        model, "3", 1, 3, (20, 20), nn.Identity()
-    )
+    per_image = per_image_bytes(model, "3", 20)
     for images in (1, 3, 7):
         memory = int(2 * 3.0 * per_image * images) + 1  # half of it for 3x the saved bytes of `images` images
         assert auto_batch_size(model, "3", size=20, memory=memory, preprocess=False) == images
@@ -167,9 +171,7 @@ def test_render_channels_holds_one_batch_at_a_time(monkeypatch: pytest.MonkeyPat
     seen: list[int] = []
     model.register_forward_pre_hook(lambda module, args: seen.append(args[0].shape[0]))
     # the batch is picked from the memory: pretend that only three images fit
-    per_image = _saved_bytes(model, "1", 2, 3, (10, 10), nn.Identity()) - _saved_bytes(
-        model, "1", 1, 3, (10, 10), nn.Identity()
-    )
+    per_image = per_image_bytes(model, "1", 10)
     monkeypatch.setattr(featvis.render, "_free_memory", lambda device: int(2 * 3.0 * per_image * 3) + 1)
     for units in (range(6), range(12)):
         seen.clear()

@@ -333,10 +333,8 @@ def _flushing_denormals() -> bool:
 def _denormals_flushed(device: torch.device) -> Iterator[None]:
     """On a CPU, treat floats below 1.2e-38 as zero inside (x86 computes with them many times slower,
     and a picture does not depend on them); the caller's setting comes back after."""
-    if device.type != "cpu" or _flushing_denormals():
-        yield
-        return
-    if not torch.set_flush_denormal(True):  # this CPU cannot
+    # nothing to do off the CPU, when already flushing, or on a CPU that cannot flush
+    if device.type != "cpu" or _flushing_denormals() or not torch.set_flush_denormal(True):
         yield
         return
     try:
