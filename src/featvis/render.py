@@ -578,7 +578,11 @@ def render_vis(
             to the model's dtype.
         optimizer: ``None`` for Adam with learning rate 0.05, an Optimizer class,
             a function ``parameters -> Optimizer``, or an Optimizer made on
-            ``param.parameters()``. LBFGS works (each step calls a closure).
+            ``param.parameters()``. LBFGS works (each step calls a closure). An
+            optimizer with ``gradient_free = True`` (such as
+            :class:`featvis.optim.EvolutionStrategy`) gets a closure that only
+            computes the loss, without gradients, for models that are not
+            differentiable.
         transforms: random transforms applied at every step (default
             :func:`featvis.transforms.standard`); a module, a callable, or a list
             (composed). ``[]`` applies none.
@@ -672,6 +676,14 @@ def render_vis(
             loss.backward()
             return loss
 
+        def loss_only() -> Tensor:
+            # a gradient-free optimiser (featvis.optim.EvolutionStrategy) only reads the loss, possibly many
+            # times per step with its own perturbations of the parameters: no graph, no backward pass
+            with torch.no_grad():
+                return loss_value()
+
+        step_closure = loss_only if getattr(opt, "gradient_free", False) else closure
+
         history = torch.full((steps,), float("nan"), device=device)
         snapshots: dict[int, Tensor] = {}
         done, interrupted = 0, False
@@ -684,7 +696,7 @@ def render_vis(
                 for step in range(1, steps + 1):
                     check = step in chosen_thresholds or step % _FINITE_CHECK_EVERY == 0 or step == steps
                     before = [p.detach().clone() for p in parameters] if check else None
-                    loss = opt.step(closure)
+                    loss = opt.step(step_closure)
                     history[step - 1] = loss.detach()
                     done = step
                     bar.update(1)
