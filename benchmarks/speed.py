@@ -3,7 +3,9 @@
 The *floor* of a step is the network's own work: one forward pass of a leaf image batch up to the
 deepest targeted layer, then the backward pass to the image only (weights frozen), written here
 without featvis. featvis's step adds the parameterisation, the random transforms, the
-normalisation, the objective and the Adam update. Lucent (torch-lucent 0.1.8) runs its own
+normalisation, the objective and the Adam update. featvis is timed in its steady state: its first 16
+steps also redirect the ReLUs' gradients (for units that start dead), which costs more per step and is
+timed on its own by ``--ablations``. Lucent (torch-lucent 0.1.8) runs its own
 ``render_vis`` on the same units, batch, image size and steps, with its standard transforms and
 ``fixed_image_size`` set to the image size (so that both networks see the same image; by default
 Lucent would upsample 32x32 images to 224x224), on its own copy of the model, since Lucent leaves
@@ -26,7 +28,8 @@ Run::
     python benchmarks/speed.py --weights-dir ../shared/models/cifar10
 
 ``--options`` adds rows for featvis's opt-in speed options (channels-last, compile, autocast),
-``--ablations`` rows for featvis without its blur, its transforms, its normalisation;
+``--ablations`` rows for featvis with the redirected ReLUs of its first steps, and without its blur,
+its transforms, its normalisation;
 ``--workloads resnet20-classes --steps 8 --repeats 1`` makes a quick smoke run.
 """
 
@@ -174,7 +177,12 @@ def featvis_objective(workload: Workload) -> objectives.Objective:
 def featvis_steps(
     model: nn.Module, workload: Workload, steps: int, device: torch.device, **options: Any
 ) -> list[float]:
-    """featvis's ``render_vis`` with its defaults (plus ``options``), timed step by step."""
+    """featvis's ``render_vis`` with its defaults (plus ``options``), timed step by step.
+
+    Its steady-state step, that is without the redirected ReLUs of its first steps, unless ``options``
+    asks for them.
+    """
+    options.setdefault("redirected_relu", 0)
     param = featvis.param.image(workload.size, batch=len(workload.units))
     clock = StepClock(model)
     featvis.render_vis(model, featvis_objective(workload), param, steps=steps, progress=False, **options)
@@ -227,6 +235,7 @@ def option_sets(device: torch.device) -> dict[str, dict[str, Any]]:
 def ablation_sets() -> dict[str, dict[str, Any]]:
     """featvis without one of its parts, to see what each part of a step costs."""
     return {
+        "redirected ReLU (first steps)": {"redirected_relu": 1_000_000},
         "without blur": {"transforms": featvis.transforms.standard(blur=0)},
         "without transforms": {"transforms": []},
         "without transforms or normalisation": {"transforms": [], "preprocess": False},

@@ -32,6 +32,8 @@ from torch import Tensor, nn
 
 from . import param as param_module
 from . import transforms as transforms_module
+from .gradients import normalize_gradients as _normalize_gradients
+from .gradients import redirected_relu as _redirected_relu
 from .hooks import (
     ActivationCapture,
     LayerNotReachedError,
@@ -560,6 +562,8 @@ def render_vis(
     channels_last: bool = False,
     autocast: torch.dtype | None = None,
     compile: bool | dict[str, Any] = False,
+    redirected_relu: int = 16,
+    normalize_gradients: bool | float = False,
 ) -> RenderResult:
     """Optimise an image so that ``objective`` is maximised, and return it.
 
@@ -610,6 +614,16 @@ def render_vis(
             layers after the deepest target are dropped by the compiler instead
             of cut by a hook. The first step pays the compilation (seconds to a
             minute); it pays off on GPUs and long runs.
+        redirected_relu: for this many first steps, ReLUs that would block the
+            whole gradient of an image let through the part that raises their
+            inputs (:func:`featvis.gradients.redirected_relu`), so that units that
+            start inactive still render; other images and units get the ordinary
+            gradient. ``0`` turns it off. These steps run uncompiled.
+        normalize_gradients: scale each image's gradient to unit norm and add a
+            little noise before each optimiser step
+            (:func:`featvis.gradients.normalize_gradients`); a float sets the
+            noise's norm (``True`` is 0.01). Useful with SGD; Adam already
+            normalises per value.
 
     Returns:
         A :class:`RenderResult`. Ctrl-C stops the run early and still returns
@@ -634,6 +648,11 @@ def render_vis(
         transform = transform.to(device)
 
     compile_options = _compile_options(compile)
+    if isinstance(redirected_relu, bool) or not isinstance(redirected_relu, int) or redirected_relu < 0:
+        raise ValueError(f"redirected_relu must be a number of steps >= 0 (0 turns it off), got {redirected_relu!r}")
+    noise = 1e-2 if normalize_gradients is True else float(normalize_gradients)
+    if noise < 0:
+        raise ValueError(f"normalize_gradients must be True, False or a noise norm >= 0, got {normalize_gradients!r}")
     if autocast is not None and autocast not in (torch.bfloat16, torch.float16):
         raise ValueError(f"autocast must be torch.bfloat16, torch.float16 or None, got {autocast!r}")
     layout = torch.channels_last if channels_last else None
@@ -646,34 +665,45 @@ def render_vis(
             raise ValueError("the parameterisation has no parameters that require gradients")
         opt = _make_optimizer(optimizer, parameters)
 
-        def forward(capture: ActivationCapture, probe: Tensor | None = None) -> Any:
+        def forward(capture: ActivationCapture, probe: Tensor | None = None, redirect: bool = False) -> Any:
             images = image_param() if probe is None else probe.to(device)
             transformed = transform(images)
             with mixed():
                 inputs = prepare(transformed).to(dtype)
                 if layout is not None:
                     inputs = inputs.contiguous(memory_format=layout)
-                return capture.run(inputs, image=images)
+                with _redirected_relu(redirect):
+                    return capture.run(inputs, image=images)
 
         with torch.no_grad():
             start_shape = image_param().shape
         capture = _prepare_capture(model, objective, forward, start_shape)
 
-        def loss_value() -> Tensor:
-            activations = forward(capture)
+        def loss_value(redirect: bool = False) -> Tensor:
+            activations = forward(capture, redirect=redirect)
             with mixed():
                 return -objective(activations).float().reshape(())
 
+        eager_loss_value = loss_value
         if compile_options is not None:
             # one graph from the parameterisation to the loss: the hooks record without stopping the
             # pass, and the compiler drops the layers whose outputs the loss does not use
             capture.stop_early = False
             loss_value = torch.compile(loss_value, **compile_options)
+        step = 0
 
         def closure() -> Tensor:
             opt.zero_grad(set_to_none=True)
-            loss = loss_value()
+            loss = eager_loss_value(redirect=True) if step <= redirected_relu else loss_value()
+            if not loss.requires_grad:
+                raise RuntimeError(
+                    f"the objective {objective} has no gradient with respect to the image: the model or its "
+                    "preprocessing is not differentiable (it detaches its input, or goes through NumPy). "
+                    "Use a gradient-free optimiser: render_vis(..., optimizer=featvis.optim.EvolutionStrategy)"
+                )
             loss.backward()
+            if normalize_gradients is not False:
+                _normalize_gradients(parameters, noise=noise, batch=start_shape[0])
             return loss
 
         def loss_only() -> Tensor:
