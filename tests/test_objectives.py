@@ -78,6 +78,23 @@ def test_direction_with_and_without_cosine() -> None:
     assert value(O.direction("conv", vector, cossim_pow=2)) == pytest.approx(expected, rel=1e-4)
 
 
+def test_direction_neuron_reads_one_position() -> None:
+    vector = np.array([1.0, -2.0, 0.5, 3.0])
+    centre = A[:, :, 5 // 2, 6 // 2]  # (N, C)
+    assert value(O.direction_neuron("conv", vector)) == pytest.approx((centre @ vector).mean(), rel=1e-4, abs=1e-6)
+    at = A[1, :, 4, 1]
+    dot = at @ vector
+    cosine = dot / (np.linalg.norm(at) * np.linalg.norm(vector) + 1e-8)
+    expected = dot * max(cosine, 0.1) ** 3
+    assert value(O.direction_neuron("conv", vector, x=1, y=4, batch=1, cossim_pow=3)) == pytest.approx(
+        expected, rel=1e-4
+    )
+    with pytest.raises(IndexError, match="x=6 is out of range for layer 'conv', of size 6 there"):
+        value(O.direction_neuron("conv", vector, x=6))
+    with pytest.raises(ValueError, match="direction has 2 values but layer 'conv' has 4 channels"):
+        value(O.direction_neuron("conv", [1.0, 2.0]))
+
+
 def test_channel_interpolate_weights_run_across_the_batch() -> None:
     t = np.array([0.0, 0.5, 1.0])
     expected = ((1 - t) * A[:, 0].mean(axis=(1, 2)) + t * A[:, 3].mean(axis=(1, 2))).sum()

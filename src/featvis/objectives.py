@@ -51,6 +51,7 @@ __all__ = [
     "class_logit",
     "class_prob",
     "direction",
+    "direction_neuron",
     "diversity",
     "l1",
     "l2",
@@ -391,18 +392,22 @@ def neuron(
     def value(acts: Activations) -> Tensor:
         units = _units(acts, ref, batch)
         _check_channel(units, channel, ref)
-        units = units[:, channel]  # (N, *positions)
-        positions = units.shape[1:]
-        coordinates = {2: [("y", y), ("x", x)], 1: [("x", x)]}.get(len(positions), [])
-        index = []
-        for (name, given), size in zip(coordinates, positions):
-            at = size // 2 if given is None else given
-            if not 0 <= at < size:
-                raise IndexError(f"{name}={at} is out of range for layer {str(ref)!r}, of size {size} there")
-            index.append(at)
-        return units[(slice(None), *index)].mean()
+        return _at_position(units, x, y, ref)[:, channel].mean()
 
     return Objective(value, _call("neuron", ref, channel, x=x, y=y, batch=batch), [ref])
+
+
+def _at_position(units: Tensor, x: int | None, y: int | None, ref: LayerRef) -> Tensor:
+    """``(N, C, *positions)`` activations at one position (the centre by default): ``(N, C)``."""
+    positions = units.shape[2:]
+    coordinates = {2: [("y", y), ("x", x)], 1: [("x", x)]}.get(len(positions), [])
+    index = []
+    for (name, given), size in zip(coordinates, positions):
+        at = size // 2 if given is None else given
+        if not 0 <= at < size:
+            raise IndexError(f"{name}={at} is out of range for layer {str(ref)!r}, of size {size} there")
+        index.append(at)
+    return units[(slice(None), slice(None), *index)]
 
 
 def channel(layer: LayerSpec, channel: int, batch: int | None = None) -> Objective:
@@ -499,22 +504,55 @@ def direction(
     vec = torch.as_tensor(vector, dtype=torch.float32).detach().flatten()
 
     def value(acts: Activations) -> Tensor:
-        units = _units(acts, ref, batch)
-        if units.shape[1] != vec.numel():
-            raise ValueError(
-                f"the direction has {vec.numel()} values but layer {str(ref)!r} has {units.shape[1]} channels"
-            )
-        v = vec.to(units).reshape(1, -1, *([1] * (units.ndim - 2)))
-        dot = (units * v).sum(dim=1)
-        if cossim_pow:
-            cosine = dot / (units.norm(dim=1) * v.norm() + 1e-8)
-            dot = dot * cosine.clamp(min=0.1) ** cossim_pow
-        return dot.mean()
+        return _dot_cosine(_units(acts, ref, batch), vec, cossim_pow, ref).mean()
 
-    description = f"direction({str(ref)!r}, <{vec.numel()}-vector>"
+    return Objective(value, _direction_description("direction", ref, vec, batch, cossim_pow), [ref])
+
+
+def direction_neuron(
+    layer: LayerSpec,
+    vector: Sequence[float] | Tensor,
+    x: int | None = None,
+    y: int | None = None,
+    batch: int | None = None,
+    cossim_pow: float = 0.0,
+) -> Objective:
+    """A direction in activation space at one position (the centre by default), as :func:`neuron` is to
+    :func:`channel`: the dot product of the activation vector there with ``vector``, times the cosine
+    similarity to the power ``cossim_pow`` (see :func:`direction`).
+
+    Example:
+        >>> print(direction_neuron("layer3", [0.5, 1.0, 0.0], x=2, y=3, cossim_pow=1))
+        direction_neuron('layer3', <3-vector>, x=2, y=3, cossim_pow=1)
+    """
+    ref = LayerRef.parse(layer)
+    vec = torch.as_tensor(vector, dtype=torch.float32).detach().flatten()
+
+    def value(acts: Activations) -> Tensor:
+        return _dot_cosine(_at_position(_units(acts, ref, batch), x, y, ref), vec, cossim_pow, ref).mean()
+
+    position = "".join(f", {name}={at}" for name, at in (("x", x), ("y", y)) if at is not None)
+    return Objective(value, _direction_description("direction_neuron", ref, vec, batch, cossim_pow, position), [ref])
+
+
+def _dot_cosine(units: Tensor, vec: Tensor, cossim_pow: float, ref: LayerRef) -> Tensor:
+    """Per position: ``units . vec``, times ``max(cos(units, vec), 0.1) ** cossim_pow`` when that is not 0."""
+    if units.shape[1] != vec.numel():
+        raise ValueError(f"the direction has {vec.numel()} values but layer {str(ref)!r} has {units.shape[1]} channels")
+    v = vec.to(units).reshape(1, -1, *([1] * (units.ndim - 2)))
+    dot = (units * v).sum(dim=1)
+    if cossim_pow:
+        cosine = dot / (units.norm(dim=1) * v.norm() + 1e-8)
+        dot = dot * cosine.clamp(min=0.1) ** cossim_pow
+    return dot
+
+
+def _direction_description(
+    name: str, ref: LayerRef, vec: Tensor, batch: int | None, cossim_pow: float, position: str = ""
+) -> str:
+    description = f"{name}({str(ref)!r}, <{vec.numel()}-vector>{position}"
     description += f", batch={batch}" if batch is not None else ""
-    description += f", cossim_pow={cossim_pow:g})" if cossim_pow else ")"
-    return Objective(value, description, [ref])
+    return description + (f", cossim_pow={cossim_pow:g})" if cossim_pow else ")")
 
 
 def channel_interpolate(layer1: LayerSpec, channel1: int, layer2: LayerSpec, channel2: int) -> Objective:
