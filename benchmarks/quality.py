@@ -20,7 +20,8 @@ Run (needs scikit-learn; Lucent only for its rows)::
     pip install scikit-learn ipython && pip install --no-deps torch-lucent "kornia==0.4.1"
     python benchmarks/quality.py --weights-dir ../shared/models/cifar10
 
-``--methods featvis`` runs featvis alone; ``--steps 8 16 --channels 2`` makes a quick smoke run.
+``--methods featvis`` runs featvis alone; ``--steps 8 16 --channels 2`` makes a quick smoke run;
+``--param fourier maco`` runs featvis once with each basis (rows ``featvis`` and ``featvis-maco``).
 """
 
 from __future__ import annotations
@@ -177,9 +178,15 @@ class StepClock:
 
 
 def run_featvis(
-    model: nn.Module, classes: list[int], hidden_units: list[tuple[str, int]], steps: list[int], seed: int
+    model: nn.Module,
+    classes: list[int],
+    hidden_units: list[tuple[str, int]],
+    steps: list[int],
+    seed: int,
+    basis: str = "fourier",
 ) -> Run:
-    """featvis with its defaults: ``render_vis`` with nothing but the objective and the image size."""
+    """featvis with its defaults: ``render_vis`` with nothing but the objective and the image size
+    (and the parameterisation's basis, ``featvis.param.image(32, basis=...)``)."""
     seconds: dict[int, float] = {}
     results = []
     for objective, batch in (
@@ -192,7 +199,7 @@ def run_featvis(
         result = featvis.render_vis(
             model,
             objective,
-            featvis.param.image(32, batch=batch),
+            featvis.param.image(32, batch=batch, basis=basis),  # type: ignore[arg-type]
             steps=max(steps),
             thresholds=steps,
             seed=seed,
@@ -386,6 +393,14 @@ def main() -> None:
     parser.add_argument(
         "--search-lucent", action="store_true", help="compare Lucent settings (LUCENT_CANDIDATES) to pick lucent-best"
     )
+    parser.add_argument(
+        "--param",
+        nargs="+",
+        default=["fourier"],
+        choices=["fourier", "maco", "laplacian", "lowres", "pixel"],
+        help="featvis's basis (featvis.param.image(32, basis=...)); several give one featvis row set each, "
+        "named featvis (fourier) and featvis-NAME",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--save", default=None, help="write each method's last class images to SAVE-METHOD.png")
     args = parser.parse_args()
@@ -413,9 +428,18 @@ def main() -> None:
     # the first torch.optim optimizer of a process imports torch._dynamo (seconds): pay it before timing anyone
     torch.optim.Adam([torch.zeros(1, requires_grad=True)])
     results: dict[str, dict[int, dict[str, float]]] = {}
-    for method in methods:
-        if method == "featvis":
-            run = run_featvis(source, intended, hidden_units, sorted(args.steps), args.seed)
+    runs = [
+        (name, basis)
+        for method in methods
+        for name, basis in (
+            [("featvis" if b == "fourier" else f"featvis-{b}", b) for b in args.param]
+            if method == "featvis"
+            else [(method, "")]
+        )
+    ]
+    for method, basis in runs:
+        if basis:
+            run = run_featvis(source, intended, hidden_units, sorted(args.steps), args.seed, basis)
         else:
             run = run_lucent(source, intended, hidden_units, sorted(args.steps), args.seed, **lucent_settings[method])
         results[method] = evaluate(run, intended, source, judge, hidden_units, natural_max)
