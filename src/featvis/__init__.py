@@ -13,7 +13,9 @@ Example:
     torch.Size([1, 3, 32, 32])
 """
 
-from . import hooks, models, objectives, param, transforms
+from . import dataset, dream, gradients, hooks, models, objectives, optim, param, transforms
+from .dataset import top_activating
+from .dream import deepdream
 from .hooks import LayerRef, layer_names
 from .objectives import Objective
 from .render import RenderResult, auto_batch_size, render_channels, render_vis
@@ -23,13 +25,19 @@ __all__ = [
     "Objective",
     "RenderResult",
     "auto_batch_size",
+    "dataset",
+    "deepdream",
+    "dream",
+    "gradients",
     "hooks",
     "layer_names",
     "models",
     "objectives",
+    "optim",
     "param",
     "render_channels",
     "render_vis",
+    "top_activating",
     "transforms",
 ]
 
