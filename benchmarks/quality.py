@@ -21,7 +21,9 @@ Run (needs scikit-learn; Lucent only for its rows)::
     python benchmarks/quality.py --weights-dir ../shared/models/cifar10
 
 ``--methods featvis`` runs featvis alone; ``--steps 8 16 --channels 2`` makes a quick smoke run;
-``--param fourier maco`` runs featvis once with each basis (rows ``featvis`` and ``featvis-maco``).
+``--param fourier maco`` runs featvis once with each basis (rows ``featvis`` and ``featvis-maco``);
+``--seed 0 1 2`` runs every method once per seed and gives the means over the seeds (pooled: the
+seconds too), which cuts the noise of a single start; the goals are judged on those means.
 """
 
 from __future__ import annotations
@@ -335,6 +337,14 @@ def evaluate(
 COLUMNS = ["transfer", "prob", *PERTURBATIONS, "slope", "layer2", "layer3", "seconds"]
 
 
+def pooled(tables: Sequence[dict[int, dict[str, float]]]) -> dict[int, dict[str, float]]:
+    """The mean over seeds of each method's measurements, step by step and column by column."""
+    return {
+        step: {column: float(np.mean([table[step][column] for table in tables])) for column in tables[0][step]}
+        for step in tables[0]
+    }
+
+
 def format_table(results: dict[str, dict[int, dict[str, float]]]) -> str:
     """A Markdown table: one row per method and step count."""
     lines = [
@@ -401,7 +411,9 @@ def main() -> None:
         help="featvis's basis (featvis.param.image(32, basis=...)); several give one featvis row set each, "
         "named featvis (fourier) and featvis-NAME",
     )
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--seed", type=int, nargs="+", default=[0], help="one or more seeds; the table gives the means over them"
+    )
     parser.add_argument("--save", default=None, help="write each method's last class images to SAVE-METHOD.png")
     args = parser.parse_args()
     torch.set_grad_enabled(True)
@@ -418,7 +430,8 @@ def main() -> None:
         maxima = channel_means(source, layer, patches).max(dim=0).values
         natural_max.update({(layer, c): maxima[c].item() for c in range(args.channels)})
     print(f"natural patches: {len(patches)} of 32x32; median spectral slope {natural_slope:.2f}")
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, seed {args.seed}")
+    seeds = ", ".join(str(seed) for seed in args.seed)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, seed(s) {seeds}")
 
     lucent_settings = {**LUCENT_SETTINGS, **{f"lucent-{name}": v for name, v in LUCENT_CANDIDATES.items()}}
     methods = [f"lucent-{name}" for name in LUCENT_CANDIDATES] if args.search_lucent else args.methods
@@ -427,7 +440,7 @@ def main() -> None:
         parser.error(f"unknown method {unknown[0]!r}; choose from featvis, {', '.join(lucent_settings)}")
     # the first torch.optim optimizer of a process imports torch._dynamo (seconds): pay it before timing anyone
     torch.optim.Adam([torch.zeros(1, requires_grad=True)])
-    results: dict[str, dict[int, dict[str, float]]] = {}
+    per_seed: dict[str, list[dict[int, dict[str, float]]]] = {}
     runs = [
         (name, basis)
         for method in methods
@@ -437,18 +450,19 @@ def main() -> None:
             else [(method, "")]
         )
     ]
-    for method, basis in runs:
+    for (method, basis), seed in ((run, seed) for run in runs for seed in args.seed):
         if basis:
-            run = run_featvis(source, intended, hidden_units, sorted(args.steps), args.seed, basis)
+            run = run_featvis(source, intended, hidden_units, sorted(args.steps), seed, basis)
         else:
-            run = run_lucent(source, intended, hidden_units, sorted(args.steps), args.seed, **lucent_settings[method])
-        results[method] = evaluate(run, intended, source, judge, hidden_units, natural_max)
-        if args.save:
+            run = run_lucent(source, intended, hidden_units, sorted(args.steps), seed, **lucent_settings[method])
+        per_seed.setdefault(method, []).append(evaluate(run, intended, source, judge, hidden_units, natural_max))
+        if args.save and seed == args.seed[0]:
             last = run.classes[max(run.classes)]
             featvis.RenderResult(last, {}, torch.zeros(1), method, max(args.steps)).save_grid(
                 f"{args.save}-{method}.png", nrow=10, labels=[CIFAR10_CLASSES[c] for c in intended], scale=3
             )
-        print(f"{method}: done in {run.seconds[max(run.seconds)]:.1f} s", flush=True)
+        print(f"{method}, seed {seed}: done in {run.seconds[max(run.seconds)]:.1f} s", flush=True)
+    results = {method: pooled(tables) for method, tables in per_seed.items()}
 
     print()
     print(format_table(results))

@@ -124,3 +124,11 @@ def test_speed_floor_runs_only_to_the_target_and_leaves_the_model_alone(speed: M
     steps = speed.featvis_steps(model, workload, speed.WARMUP + 4, torch.device("cpu"))
     assert len(steps) >= 4 and not model._forward_pre_hooks  # one more forward: the check before step 1
     assert str(speed.featvis_objective(workload)) == "channel('features', 0, batch=0) + channel('features', 3, batch=1)"
+
+
+def test_pooled_seeds_are_means_step_by_step(quality: ModuleType) -> None:
+    tables = [
+        {32: {"transfer": 1.0, "slope": -2.0}, 64: {"transfer": 0.5, "slope": -3.0}},
+        {32: {"transfer": 0.0, "slope": -1.0}, 64: {"transfer": 0.5, "slope": -2.0}},
+    ]
+    assert quality.pooled(tables) == {32: {"transfer": 0.5, "slope": -1.5}, 64: {"transfer": 0.5, "slope": -2.5}}
