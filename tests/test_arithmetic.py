@@ -47,7 +47,7 @@ def means(rendered: dict[str, torch.Tensor], kind: str) -> torch.Tensor:
 def test_a_sum_of_units_shows_both(rendered: dict[str, torch.Tensor]) -> None:
     solo_a, solo_b, summed = means(rendered, "A"), means(rendered, "B"), means(rendered, "A + B")
     # the sum's pictures hold both units: far more A than B's pictures, more B than A's ...
-    assert summed[A] > 2 * solo_b[A] and summed[B] > 1.5 * solo_a[B], summed[[A, B]]
+    assert summed[A] > 2 * solo_b[A] and summed[B] > 1.25 * solo_a[B], summed[[A, B]]  # measured 5.7x, 1.8x
     # ... each at over half its strength in its own pictures
     assert summed[A] > 0.5 * solo_a[A] and summed[B] > 0.5 * solo_b[B], summed[[A, B]]
 

@@ -349,6 +349,11 @@ def test_errors_say_what_is_wrong() -> None:
         top_activating(model, data, "1", progress=False)
     with pytest.raises(ValueError, match=r"position \(1,\) does not fit layer '1'.*give \(y, x\)"):
         receptive_field(model, "1", (1,), 16)
+    # the model is not moved: a device it is not on is refused before any batch is read (it used to fail
+    # inside the model's forward pass); the model's own device is fine
+    with pytest.raises(ValueError, match=r"device='meta' but the model is on 'cpu'.*call model\.to\('meta'\) first"):
+        top_activating(model, data, ("1", 0), device="meta", progress=False)
+    assert len(top_activating(model, data, ("1", 0), k=2, device="cpu", progress=False)) == 2
 
 
 # ---- pictures --------------------------------------------------------------------------------

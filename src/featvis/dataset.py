@@ -567,7 +567,9 @@ def top_activating(
             model's own normalisation; ``False``: none, and no range check).
         crop: find each top image's receptive-field box and crop (see
             :func:`receptive_field`).
-        device: where to run (default: the model's device).
+        device: where the batches go (default: the model's device). It must be the
+            model's device (featvis does not move the model); it matters for a model
+            without parameters or buffers, which runs wherever its input is.
         progress: show a tqdm progress bar over the batches.
 
     Returns:
@@ -602,8 +604,7 @@ def top_activating(
     units = [_parse_unit(one, model) for one in (unit if many else [unit])]
     if not units:
         raise ValueError("no units given: pass a unit, or a non-empty list of units")
-    model_device, dtype = model_device_dtype(model)
-    device = torch.device(device) if device is not None else model_device
+    device, dtype = _run_device(model, device)
     prepare = _make_preprocess(preprocess, model, device)
     _warn_if_shuffled(data)
     from tqdm.auto import tqdm
@@ -649,6 +650,21 @@ def top_activating(
         }
         results = [top.result(one, seen, fields.get(one.ref) if one.ref else None) for top, one in zip(tops, units)]
     return results if many else results[0]
+
+
+def _run_device(model: nn.Module, device: torch.device | str | None) -> tuple[torch.device, torch.dtype]:
+    """The device the batches are sent to, and the model's dtype; a device the model is not on is refused."""
+    model_device, dtype = model_device_dtype(model)
+    if device is None:
+        return model_device, dtype
+    chosen = torch.device(device)
+    has_tensors = any(True for _ in model.parameters()) or any(True for _ in model.buffers())
+    if has_tensors and (chosen.type, chosen.index or 0) != (model_device.type, model_device.index or 0):
+        raise ValueError(
+            f"device={str(chosen)!r} but the model is on {str(model_device)!r}; featvis does not move your "
+            f"model: call model.to({str(chosen)!r}) first, or leave device out"
+        )
+    return chosen, dtype
 
 
 class _RunningTop:

@@ -260,7 +260,9 @@ class EvolutionStrategy(torch.optim.Optimizer):
             for p in group["params"]:
                 e = noise[position]
                 position += 1
-                estimate = torch.tensordot(weights.to(e.dtype), e, dims=1) / (self.population * group["sigma"])
+                # the closure's losses may live on another device than the parameters (a remote or NumPy model)
+                shaped = weights.to(device=e.device, dtype=e.dtype)
+                estimate = torch.tensordot(shaped, e, dims=1) / (self.population * group["sigma"])
                 self._adam(p, estimate, group["lr"], beta1, beta2, group["eps"])
 
         finite = torch.isfinite(values)
