@@ -25,7 +25,7 @@ import os
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Any, BinaryIO, Union
 
 import torch
 from torch import Tensor, nn
@@ -91,7 +91,13 @@ def _fit_text(draw: Any, text: str, font: Any, width: int) -> str:
     return text + "…"
 
 
-@dataclass
+#: a notebook shows small images enlarged to about this many pixels a side ...
+_DISPLAY_SIDE = 128
+#: ... but at most this many times
+_DISPLAY_MAX_SCALE = 8
+
+
+@dataclass(repr=False)
 class RenderResult:
     """What :func:`render_vis` reached.
 
@@ -244,10 +250,50 @@ class RenderResult:
         """
         self.grid(nrow=nrow, padding=padding, labels=labels, scale=scale).save(path)
 
-    def _repr_png_(self) -> bytes:
+    def __repr__(self) -> str:
+        count, channels, height, width = self.images.shape
+        parts = [f"{count} image{'s' if count != 1 else ''} {channels}x{height}x{width}", f"{self.steps} steps"]
+        if self.losses.numel():
+            parts.append(f"final loss {float(self.losses.reshape(-1, self.losses.shape[-1])[:, -1].mean()):.4g}")
+        if self.snapshots:
+            parts.append(f"{len(self.snapshots)} snapshot{'s' if len(self.snapshots) != 1 else ''}")
+        if self.interrupted:
+            parts.append("interrupted")
+        objective = self.objective if len(self.objective) <= 60 else self.objective[:57] + "..."
+        return f"RenderResult({', '.join(parts)}, objective={objective!r})"
+
+    def display_grid(self) -> PILImage:
+        """The grid a notebook shows for this result: small images enlarged (nearest
+        neighbour, up to 8 times) to about 128 pixels, and each captioned with its unit
+        when :attr:`units` names one per image (:func:`render_channels`).
+
+        Example:
+            >>> RenderResult(torch.rand(2, 3, 32, 32), {}, torch.zeros(1), "x", 1).display_grid().size
+            (262, 132)
+        """
+        height, width = self.images.shape[-2:]
+        scale = max(1, min(_DISPLAY_MAX_SCALE, _DISPLAY_SIDE // max(height, width)))
+        labels = len(self.units) == len(self) or None
+        return self.grid(labels=labels, scale=scale)
+
+    def _png_bytes(self) -> bytes:
         buffer = io.BytesIO()
-        self.grid().save(buffer, format="PNG")
+        self.display_grid().save(buffer, format="PNG")
         return buffer.getvalue()
+
+    def _repr_png_(self) -> bytes:
+        return self._png_bytes()
+
+    def _repr_html_(self) -> str:
+        import base64
+        import html
+
+        png = base64.b64encode(self._png_bytes()).decode("ascii")
+        caption = html.escape(repr(self)[len("RenderResult(") : -1])
+        return (
+            f'<figure style="margin:0"><img src="data:image/png;base64,{png}" style="image-rendering:pixelated"/>'
+            f'<figcaption style="font-size:smaller">{caption}</figcaption></figure>'
+        )
 
     def show(self) -> None:
         """Display the grid inline in a Jupyter notebook (does nothing elsewhere).
@@ -262,7 +308,120 @@ class RenderResult:
             return
         if get_ipython() is None:  # a plain Python session: nothing to display in
             return
-        display(self.grid())
+        display(self)
+
+    # ---- animations (featvis.animation does the work) ----
+    def save_gif(
+        self,
+        path: str | os.PathLike[str] | BinaryIO,
+        *,
+        fps: float = 8,
+        loop: int | None = 0,
+        hold_last: float = 1.0,
+        nrow: int | None = None,
+        padding: int = 2,
+        labels: Sequence[object] | bool | None = None,
+        scale: int = 1,
+        step_caption: bool = True,
+    ) -> None:
+        """Save the snapshots, then the final images, as an animated GIF: one frame per
+        snapshot, each the grid of the batch (see :func:`featvis.animation.save_gif`).
+
+        Render with ``snapshot_every=k`` to have snapshots.
+
+        Args:
+            path: a ``.gif`` file name, or a binary file open for writing.
+            fps: frames per second.
+            loop: times to play it again after the first (``0``: forever; ``None``: play once).
+            hold_last: the last frame stays at least this many seconds.
+            nrow, padding, labels, scale: the grid of each frame, as in :meth:`grid`.
+            step_caption: write ``step k of N`` under each frame.
+
+        Example:
+            >>> import tempfile, pathlib
+            >>> result = RenderResult(torch.rand(2, 3, 8, 8), {2: torch.rand(2, 3, 8, 8)}, torch.zeros(4), "x", 4)
+            >>> with tempfile.TemporaryDirectory() as d:
+            ...     result.save_gif(pathlib.Path(d) / "run.gif", fps=4, nrow=2, scale=4)
+        """
+        from . import animation
+
+        animation.save_gif(
+            self,
+            path,
+            fps=fps,
+            loop=loop,
+            hold_last=hold_last,
+            nrow=nrow,
+            padding=padding,
+            labels=labels,
+            scale=scale,
+            step_caption=step_caption,
+        )
+
+    def save_mp4(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        fps: float = 8,
+        hold_last: float = 1.0,
+        nrow: int | None = None,
+        padding: int = 2,
+        labels: Sequence[object] | bool | None = None,
+        scale: int = 1,
+        step_caption: bool = True,
+    ) -> None:
+        """Save the snapshots, then the final images, as an H.264 MP4 video, with
+        ``imageio`` + ``imageio-ffmpeg`` or PyAV, whichever is installed (an
+        ``ImportError`` says what to install when neither is). Arguments as in
+        :meth:`save_gif`; see :func:`featvis.animation.save_mp4`.
+
+        Example:
+            >>> import tempfile, pathlib
+            >>> from featvis.animation import video_writer
+            >>> result = RenderResult(torch.rand(1, 3, 8, 8), {1: torch.rand(1, 3, 8, 8)}, torch.zeros(2), "x", 2)
+            >>> with tempfile.TemporaryDirectory() as d:
+            ...     if video_writer() is not None:
+            ...         result.save_mp4(pathlib.Path(d) / "run.mp4", scale=4)
+        """
+        from . import animation
+
+        animation.save_mp4(
+            self,
+            path,
+            fps=fps,
+            hold_last=hold_last,
+            nrow=nrow,
+            padding=padding,
+            labels=labels,
+            scale=scale,
+            step_caption=step_caption,
+        )
+
+    def save_animation(self, path: str | os.PathLike[str], **options: Any) -> None:
+        """:meth:`save_gif` or :meth:`save_mp4`, chosen by the file's suffix (``.gif`` or ``.mp4``).
+
+        Example:
+            >>> import tempfile, pathlib
+            >>> result = RenderResult(torch.rand(1, 3, 8, 8), {1: torch.rand(1, 3, 8, 8)}, torch.zeros(2), "x", 2)
+            >>> with tempfile.TemporaryDirectory() as d:
+            ...     result.save_animation(pathlib.Path(d) / "run.gif", fps=2)
+        """
+        from . import animation
+
+        animation.save_animation(self, path, **options)
+
+    def animation(self, **options: Any) -> Any:
+        """The animated GIF of :meth:`save_gif` (same options) as an ``IPython.display.Image``,
+        which plays inline as a notebook cell's last expression.
+
+        Example:
+            >>> result = RenderResult(torch.rand(1, 3, 8, 8), {1: torch.rand(1, 3, 8, 8)}, torch.zeros(2), "x", 2)
+            >>> result.animation(scale=4, fps=2).format
+            'gif'
+        """
+        from . import animation
+
+        return animation.animation(self, **options)
 
     @staticmethod
     def concatenate(results: Sequence[RenderResult]) -> RenderResult:
@@ -372,10 +531,18 @@ def _compile_options(compile: bool | dict[str, Any]) -> dict[str, Any] | None:
     raise TypeError(f"compile must be True, False or a dict of torch.compile options, got {type(compile).__name__}")
 
 
-def _check_steps(steps: int, thresholds: Iterable[int] | None) -> list[int]:
+def _check_steps(steps: int, thresholds: Iterable[int] | None, snapshot_every: int | None = None) -> list[int]:
+    """The sorted steps at which to keep snapshots: ``thresholds`` and every ``snapshot_every``-th step."""
     if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
         raise ValueError(f"steps must be a positive integer, got {steps!r}")
-    chosen = sorted(set(thresholds or ()))
+    if snapshot_every is not None and (
+        not isinstance(snapshot_every, int) or isinstance(snapshot_every, bool) or snapshot_every < 1
+    ):
+        raise ValueError(
+            f"snapshot_every must be a positive number of steps (or None for none), got {snapshot_every!r}"
+        )
+    every = range(snapshot_every, steps + 1, snapshot_every) if snapshot_every else ()
+    chosen = sorted(set(thresholds or ()).union(every))
     for t in chosen:
         if not isinstance(t, int) or not 1 <= t <= steps:
             raise ValueError(f"thresholds must be step numbers from 1 to steps={steps}, got {t!r}")
@@ -555,6 +722,7 @@ def render_vis(
     transforms: TransformSpec = None,
     steps: int = 256,
     thresholds: Iterable[int] | None = None,
+    snapshot_every: int | None = None,
     preprocess: Callable[[Tensor], Tensor] | bool | None = None,
     seed: int | None = None,
     progress: bool = True,
@@ -591,7 +759,14 @@ def render_vis(
             :func:`featvis.transforms.standard`); a module, a callable, or a list
             (composed). ``[]`` applies none.
         steps: number of optimisation steps.
-        thresholds: steps at which to keep a copy of the images.
+        thresholds: steps at which to keep a copy of the images (in
+            :attr:`RenderResult.snapshots`).
+        snapshot_every: also keep a copy every this many steps (steps ``k``,
+            ``2k``, ... up to ``steps``), for animations
+            (:meth:`RenderResult.save_gif`). Each copy is a float32 CPU tensor of
+            the whole batch, ``N*C*H*W*4`` bytes: 12 KB for one 32x32 RGB image,
+            but 4.8 MB for 8 images of 224x224, so every 4 steps of 512 keeps
+            616 MB; snapshot less often for large batches and long runs.
         preprocess: what turns [0, 1] images into the model's input. ``None``
             uses the model's own normalisation when featvis knows it (featvis's
             models, torchvision's ImageNet models), else none; ``False`` none.
@@ -640,7 +815,7 @@ def render_vis(
         (torch.Size([1, 3, 24, 24]), torch.Size([8]))
     """
     objective = as_objective(objective)
-    chosen_thresholds = _check_steps(steps, thresholds)
+    chosen_thresholds = _check_steps(steps, thresholds, snapshot_every)
     device, dtype = model_device_dtype(model)
     transform = _make_transforms(transforms)
     prepare = _make_preprocess(preprocess, model, device)
