@@ -76,7 +76,14 @@ class LayerRef:
 
     @classmethod
     def parse(cls, spec: LayerSpec) -> LayerRef:
-        """Turn a name, a module, or a name with ``[selector]`` into a :class:`LayerRef`."""
+        """Turn a name, a module, or a name with ``[selector]`` into a :class:`LayerRef`.
+
+        Example:
+            >>> LayerRef.parse("backbone['out']")
+            LayerRef(layer='backbone', select='out')
+            >>> LayerRef.parse("layer3.1.conv2").select is None
+            True
+        """
         if isinstance(spec, LayerRef):
             return spec
         if isinstance(spec, nn.Module):
@@ -106,7 +113,24 @@ LayerSpec = Union[str, nn.Module, LayerRef]
 
 
 class LayerNotReachedError(RuntimeError):
-    """A targeted layer did not run during the model's forward pass."""
+    """A targeted layer did not run during the model's forward pass.
+
+    Example:
+        >>> import torch
+        >>> from torch import nn
+        >>> class SkipsHead(nn.Module):
+        ...     def __init__(self):
+        ...         super().__init__()
+        ...         self.body, self.head = nn.Linear(2, 2), nn.Linear(2, 2)
+        ...     def forward(self, x):
+        ...         return self.body(x)  # self.head is never called
+        >>> with ActivationCapture(SkipsHead(), ["head"]) as capture:
+        ...     try:
+        ...         capture.run(torch.ones(1, 2))
+        ...     except LayerNotReachedError as error:
+        ...         print(str(error).split(" during")[0])
+        layer(s) 'head' did not run
+    """
 
 
 class _StopForward(BaseException):
@@ -325,7 +349,18 @@ class ActivationCapture:
         return list(self.names)
 
     def add(self, module: nn.Module, name: str) -> None:
-        """Hook one more module (also while inside the ``with`` block)."""
+        """Hook one more module (also while inside the ``with`` block).
+
+        Example:
+            >>> import torch
+            >>> from torch import nn
+            >>> model = nn.Sequential(nn.Linear(2, 2), nn.ReLU())
+            >>> with ActivationCapture(model, ["0"]) as capture:
+            ...     capture.add(model[1], "1")
+            ...     acts = capture.run(-torch.ones(1, 2))
+            >>> sorted(capture.names.values()), acts["1"].shape
+            (['0', '1'], torch.Size([1, 2]))
+        """
         if module in self.names:
             return
         self.names[module] = name
@@ -366,6 +401,16 @@ class ActivationCapture:
 
         ``image`` is recorded as the ``"input"`` entry (the untransformed image).
         Raises :class:`LayerNotReachedError` if a hooked layer did not run.
+
+        Example:
+            >>> import torch
+            >>> from torch import nn
+            >>> model = nn.Sequential(nn.Linear(2, 3), nn.ReLU(), nn.Linear(3, 1))
+            >>> image = torch.ones(1, 2)
+            >>> with ActivationCapture(model, ["0"]) as capture:
+            ...     acts = capture.run(image, image=image)
+            >>> acts["0"].shape, acts["input"] is image
+            (torch.Size([1, 3]), True)
         """
         if not self._active and self.names:
             raise RuntimeError("ActivationCapture.run must be called inside its `with` block")

@@ -146,6 +146,13 @@ class RandomAffine(nn.Module):
 
         The matrix maps output coordinates to input coordinates, both normalised
         to [-1, 1].
+
+        Example:
+            >>> matrices = RandomAffine(translate=2).sample_matrices(torch.zeros(4, 3, 16, 16))
+            >>> matrices.shape
+            torch.Size([4, 2, 3])
+            >>> bool((matrices[:, :, 2].abs() <= 2 * 2 / 16).all())  # shifts of at most 2 of 16 pixels
+            True
         """
         n, _, height, width = images.shape
         kwargs = {"device": images.device, "dtype": torch.float32}

@@ -1,0 +1,247 @@
+"""The documentation: every public name has a runnable example, the site's pages exist and build
+without a warning, the gallery shows every picture, and the code on the written pages runs.
+
+The build needs MkDocs with the Material theme and mkdocstrings (``pip install ".[docs]"``); that
+test is skipped with the reason otherwise.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import inspect
+import pkgutil
+import re
+import subprocess
+import sys
+import types
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+import featvis
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = ROOT / "docs"
+#: modules that are entry points, not an API
+NOT_API = {"featvis.__main__"}
+#: the pages whose code blocks run here, top to bottom, each in a namespace of its own
+PAGES_WITH_CODE = [
+    "getting-started.md",
+    "concepts/index.md",
+    "concepts/parameterisations.md",
+    "concepts/transforms.md",
+    "concepts/preprocessing.md",
+    "concepts/hooks.md",
+    "concepts/objectives.md",
+    "concepts/render-loop.md",
+    "custom-objective.md",
+    "own-model.md",
+]
+#: code blocks that need a download are not run (they would fetch ImageNet weights)
+NEEDS_DOWNLOAD = ('weights="DEFAULT"',)
+#: every render in the documentation's code runs at most this many steps here
+STEPS_HERE = 4
+
+_EXAMPLE_HEADING = re.compile(r"^\s*Examples?:\s*$", re.MULTILINE)
+
+
+# ---- every public name has an example -------------------------------------------------
+def has_example(doc: str | None) -> bool:
+    """Whether a docstring has an ``Example:`` (or ``Examples:``) section with a ``>>>`` line in it."""
+    if not doc:
+        return False
+    heading = _EXAMPLE_HEADING.search(doc)
+    return heading is not None and ">>>" in doc[heading.end() :]
+
+
+def _own_methods(cls: type) -> list[tuple[str, Any]]:
+    """Public methods a featvis class defines itself, without those that override a method of a
+    base class from outside featvis (``forward``, ``extra_repr``, ``step``: torch documents what
+    they do). Properties are attributes, not methods."""
+    methods = []
+    for name, member in vars(cls).items():
+        if name.startswith("_"):
+            continue
+        function = member.__func__ if isinstance(member, (staticmethod, classmethod)) else member
+        if isinstance(function, property) or not inspect.isfunction(function):
+            continue
+        overrides = any(name in vars(base) for base in cls.__mro__[1:] if not base.__module__.startswith("featvis"))
+        if not overrides:
+            methods.append((name, function))
+    return methods
+
+
+def names_without_example(module: types.ModuleType) -> list[str]:
+    """The module, its ``__all__`` functions and classes defined in featvis, and their own public
+    methods, whose docstrings have no example."""
+    missing = [] if has_example(module.__doc__) else [module.__name__]
+    for name in getattr(module, "__all__", []):
+        obj = getattr(module, name)
+        if inspect.ismodule(obj) or not (inspect.isclass(obj) or inspect.isfunction(obj)):
+            continue  # modules are checked on their own; constants and type aliases have no examples
+        if not getattr(obj, "__module__", "").startswith("featvis"):
+            continue
+        if not has_example(obj.__doc__):
+            missing.append(f"{module.__name__}.{name}")
+        if inspect.isclass(obj):
+            missing += [
+                f"{module.__name__}.{name}.{method}"
+                for method, function in _own_methods(obj)
+                if not has_example(function.__doc__)
+            ]
+    return missing
+
+
+def featvis_modules() -> list[types.ModuleType]:
+    found = [featvis]
+    for info in pkgutil.iter_modules(featvis.__path__, prefix="featvis."):
+        if info.name not in NOT_API:
+            found.append(importlib.import_module(info.name))
+    return found
+
+
+def test_every_public_name_has_an_example() -> None:
+    missing = [name for module in featvis_modules() for name in names_without_example(module)]
+    assert missing == [], f"these public names have no 'Example:' section with a >>> line: {missing}"
+
+
+def test_the_example_check_finds_a_name_without_one() -> None:
+    module = types.ModuleType("featvis.made_up", '"""A module.\n\nExample:\n    >>> 1\n    1\n"""')
+    exec(
+        "class Thing:\n"
+        "    '''A thing.\n\n    Example:\n        >>> Thing().size()\n        1\n    '''\n"
+        "    def size(self):\n        '''Its size.\n\n        Example:\n            >>> 1\n            1\n        '''\n"
+        "        return 1\n"
+        "    def weight(self):\n        '''Its weight, with no example.'''\n"
+        "def documented():\n    '''Example:\n        >>> documented()\n    '''\n"
+        "def undocumented():\n    '''Nothing runnable.\n\n    Example: none\n    '''\n"
+        "def bare():\n    pass\n",
+        module.__dict__,
+    )
+    for name in ("Thing", "documented", "undocumented", "bare"):
+        getattr(module, name).__module__ = "featvis.made_up"
+    module.__all__ = ["Thing", "bare", "documented", "undocumented"]
+    assert names_without_example(module) == [
+        "featvis.made_up.Thing.weight",
+        "featvis.made_up.bare",
+        "featvis.made_up.undocumented",
+    ]
+    module.__doc__ = "No example."
+    assert names_without_example(module)[0] == "featvis.made_up"
+
+
+# ---- the site ---------------------------------------------------------------------------
+def _nav_pages() -> list[str]:
+    """The Markdown files named in mkdocs.yml's nav (read as text: no YAML parser needed)."""
+    text = (ROOT / "mkdocs.yml").read_text()
+    nav = text[text.index("\nnav:") :]
+    return re.findall(r":\s*([\w./-]+\.md)\s*$", nav, re.MULTILINE)
+
+
+def test_every_page_in_the_nav_exists() -> None:
+    pages = _nav_pages()
+    assert "index.md" in pages and "api/render.md" in pages and len(pages) > 30
+    missing = [page for page in pages if not (DOCS / page).is_file()]
+    assert missing == [], f"mkdocs.yml's nav names pages that docs/ does not have: {missing}"
+
+
+def test_every_module_has_an_api_page() -> None:
+    pages = {path.read_text().split("::: ", 1)[-1].split()[0] for path in (DOCS / "api").glob("*.md")}
+    modules = {module.__name__ for module in featvis_modules()}
+    assert modules - pages == set(), "add docs/api/<module>.md (with '::: featvis.<module>') and a nav entry"
+
+
+def test_the_gallery_shows_every_picture() -> None:
+    gallery = (DOCS / "gallery.md").read_text()
+    shown = set(re.findall(r"\]\(images/([\w.-]+\.png)\)", gallery))
+    pictures = {path.name for path in (DOCS / "images").glob("*.png")}
+    assert pictures - shown == set(), "the gallery leaves out these pictures of docs/images"
+    assert shown - pictures == set(), "the gallery shows pictures that docs/images does not have"
+
+
+@pytest.mark.skipif(
+    any(importlib.util.find_spec(name) is None for name in ("mkdocs", "material", "mkdocstrings_handlers")),
+    reason='building the site needs mkdocs, mkdocs-material and mkdocstrings[python]: pip install ".[docs]"',
+)
+def test_mkdocs_build_strict_has_no_warnings(tmp_path: Path) -> None:
+    command = [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(tmp_path / "site")]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, env=_quiet_env(), timeout=300)
+    log = done.stdout + done.stderr
+    assert done.returncode == 0, f"mkdocs build --strict failed:\n{log}"
+    assert "WARNING" not in log, log
+    render_page = (tmp_path / "site" / "api" / "render" / "index.html").read_text()
+    # the docstrings became API entries, with their examples as code (not as Markdown quotes)
+    assert 'id="featvis.render.render_vis"' in render_page
+    assert "&gt;&gt;&gt;" in render_page and "<blockquote>" not in render_page
+    assert ":class:`" not in render_page, "a Sphinx role was shown as it is written"
+
+
+def _quiet_env() -> dict[str, str]:
+    import os
+
+    return {**os.environ, "NO_MKDOCS_2_WARNING": "1", "OMP_NUM_THREADS": "1"}
+
+
+# ---- the code on the pages runs -----------------------------------------------------------
+_CODE_BLOCK = re.compile(r"^```python\n(.*?)^```", re.MULTILINE | re.DOTALL)
+_ERROR_COMMENT = re.compile(r"^# (?P<kind>\w+Error): (?P<message>.+)$", re.MULTILINE)
+
+
+@pytest.fixture
+def short_renders(monkeypatch: pytest.MonkeyPatch) -> None:
+    """render_vis and render_channels run at most STEPS_HERE steps, without progress bars."""
+    from featvis import render
+
+    original = render.render_vis
+
+    def short(*args: Any, steps: int = 256, thresholds: Any = None, **kwargs: Any) -> Any:
+        steps_here = min(steps, STEPS_HERE)
+        if thresholds is not None:
+            thresholds = sorted({min(t, steps_here) for t in thresholds})
+        kwargs["progress"] = False
+        return original(*args, steps=steps_here, thresholds=thresholds, **kwargs)
+
+    monkeypatch.setattr(render, "render_vis", short)
+    monkeypatch.setattr(featvis, "render_vis", short)
+
+
+@pytest.mark.parametrize("page", PAGES_WITH_CODE)
+def test_the_code_on_the_page_runs(
+    page: str, hub_cache: Path, short_renders: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each ```python block runs after the ones above it; a block whose comment shows an error
+    (``# ValueError: unknown layer ...``) must raise that error, with that message."""
+    monkeypatch.chdir(tmp_path)  # the pages save PNG files
+    blocks = _CODE_BLOCK.findall((DOCS / page).read_text())
+    assert blocks, f"{page} has no Python code"
+    namespace: dict[str, Any] = {"__name__": "docs_page"}
+    with torch.random.fork_rng():
+        for block in blocks:
+            if any(marker in block for marker in NEEDS_DOWNLOAD):
+                continue
+            shown = _ERROR_COMMENT.search(block)
+            if shown is None:
+                exec(compile(block, f"{page}", "exec"), namespace)
+                continue
+            with pytest.raises(Exception) as raised:
+                exec(compile(block, f"{page}", "exec"), namespace)
+            assert type(raised.value).__name__ == shown["kind"]
+            assert str(raised.value).startswith(shown["message"].strip()), (str(raised.value), shown["message"])
+
+
+def test_the_pages_show_what_the_code_gives(resnet20: torch.nn.Module) -> None:
+    """The outputs written as comments on the pages are what the code returns (a few of them)."""
+    names = featvis.layer_names(resnet20)
+    hooks_page = (DOCS / "concepts" / "hooks.md").read_text()
+    assert f"names[:5]         # {names[:5]}" in hooks_page
+    assert f"names[-3:]        # {names[-3:]}" in hooks_page
+    assert f"lists all {len(names)} valid names" in hooks_page
+    transforms_page = (DOCS / "concepts" / "transforms.md").read_text()
+    shown = "\n".join("# " + line for line in repr(featvis.transforms.standard()).splitlines())
+    assert shown in transforms_page
+    preprocessing_page = (DOCS / "concepts" / "preprocessing.md").read_text()
+    assert f"# {featvis.models.default_preprocess(resnet20)!r}" in preprocessing_page
+    assert f"# {resnet20.featvis_normalization!r}" in preprocessing_page
