@@ -13,9 +13,10 @@ Example:
     torch.Size([1, 3, 32, 32])
 """
 
-from . import dataset, dream, gradients, hooks, models, objectives, optim, param, transforms
+from . import animation, dataset, dream, gallery, gradients, hooks, models, objectives, optim, param, transforms
 from .dataset import top_activating
 from .dream import deepdream
+from .gallery import render_gallery
 from .hooks import LayerRef, layer_names
 from .objectives import Objective
 from .render import RenderResult, auto_batch_size, render_channels, render_vis
@@ -24,10 +25,12 @@ __all__ = [
     "LayerRef",
     "Objective",
     "RenderResult",
+    "animation",
     "auto_batch_size",
     "dataset",
     "deepdream",
     "dream",
+    "gallery",
     "gradients",
     "hooks",
     "layer_names",
@@ -36,6 +39,7 @@ __all__ = [
     "optim",
     "param",
     "render_channels",
+    "render_gallery",
     "render_vis",
     "top_activating",
     "transforms",
