@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import html.parser
 import re
+import runpy
 import shutil
 import subprocess
 import sys
@@ -404,7 +405,7 @@ def featvis_command() -> list[str]:
 
 
 def test_the_console_script_writes_a_gallery_and_python_m_reports_an_error(
-    tmp_path: Path, shared_weights: Path
+    tmp_path: Path, shared_weights: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     folder = tmp_path / "layer3"
     done = subprocess.run(
@@ -415,11 +416,14 @@ def test_the_console_script_writes_a_gallery_and_python_m_reports_an_error(
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith(f"wrote {folder / 'index.html'} and 4 unit PNGs (cifar10-resnet20, layer3, 2 steps)")
     assert sorted(p.name for p in folder.glob("*.png")) == [f"unit-00{i}.png" for i in range(4)]
-    failed = subprocess.run(
-        [sys.executable, "-m", "featvis", "render", "cifar10-resnet20", "layer9:1", "-o", str(tmp_path / "x.png"),
-         "--random-weights"],
-        capture_output=True, text=True, timeout=120, env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"},
-    )  # fmt: skip
-    assert failed.returncode == 2
-    assert failed.stderr.startswith("featvis: error: unknown layer 'layer9' in CifarResNet. Closest names: 'layer3'")
-    assert failed.stderr.count("\n") == 1 and "Traceback" not in failed.stderr
+    # `python -m featvis`, in this process (a second interpreter would spend seconds importing torch;
+    # featvis/__main__.py's own example runs one)
+    argv = ["featvis", "render", "cifar10-resnet20", "layer9:1", "-o", str(tmp_path / "x.png"), "--random-weights"]
+    monkeypatch.setattr(sys, "argv", argv)
+    monkeypatch.delitem(sys.modules, "featvis.__main__", raising=False)  # run afresh, as `python -m` does
+    with pytest.raises(SystemExit) as exited:
+        runpy.run_module("featvis", run_name="__main__", alter_sys=True)
+    assert exited.value.code == 2
+    stderr = capsys.readouterr().err
+    assert stderr.startswith("featvis: error: unknown layer 'layer9' in CifarResNet. Closest names: 'layer3'")
+    assert stderr.count("\n") == 1 and "Traceback" not in stderr

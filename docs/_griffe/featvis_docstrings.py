@@ -1,22 +1,22 @@
 """A griffe extension that lets mkdocstrings render featvis's docstrings as they are written.
 
-featvis's docstrings follow the Google style with two habits of their own:
+featvis's docstrings follow the Google style, with habits that griffe's static reading does not
+understand, and that would be many edits across every module to change:
 
 - the example section is headed ``Example:`` (singular); griffe's Google parser only knows
-  ``Examples:``, and would otherwise show the ``>>>`` lines as nested block quotes;
-- cross-references are written with Sphinx roles (``:class:`Objective```, ``:func:`~featvis.render.render_vis```),
-  which Markdown shows literally.
-
-- a few arguments that share one description are listed on one line
-  (``batch, channels, height, width: the shape of the image batch.``); griffe takes the whole
+  ``Examples:`` and would otherwise show the ``>>>`` lines as nested block quotes;
+- cross-references are Sphinx roles (``:class:`Objective```, ``:func:`~featvis.render.render_vis```),
+  which Markdown shows literally;
+- arguments that share one description are listed on one line
+  (``batch, channels, height, width: the shape of the image batch.``); griffe would take the whole
   line for one unknown parameter;
 - the CIFAR-10 model factories (``featvis.models.cifar10_resnet20`` ...) are made by a function
-  and get their docstrings at run time, which griffe's static reading does not see.
+  and get their docstrings at run time.
 
-This extension takes those docstrings from the imported module, and rewrites the others before
-they are parsed: ``Example:`` becomes ``Examples:``, a role becomes a link to the named object when
-that object is in the documented package (else inline code), and a shared line becomes one entry
-per argument. The source files are not changed.
+The extension takes those run-time docstrings from the imported module, and rewrites the others
+before they are parsed: ``Example:`` becomes ``Examples:``, a role becomes a link to the named
+object when it is shown in the API pages (else inline code), and a shared line becomes one entry
+per argument. The source files are not changed; ``tests/test_docs.py`` checks each rewrite.
 """
 
 from __future__ import annotations

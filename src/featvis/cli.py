@@ -1,10 +1,10 @@
 """The ``featvis`` command: list a model's layers, render units to PNG, write a browsable gallery.
 
-::
-
-    featvis layers MODEL [--size N]
-    featvis render MODEL TARGET... [--class N] -o out.png [--steps --size --batch --seed --device]
-    featvis gallery MODEL LAYER -o DIR [--channels 0-15,32] [--steps --size --batch-size --seed]
+```text
+featvis layers MODEL [--size N]
+featvis render MODEL TARGET... [--class N] -o out.png [--steps --size --batch --seed --device]
+featvis gallery MODEL LAYER -o DIR [--channels 0-15,32] [--steps --size --batch-size --seed]
+```
 
 MODEL is one of:
 

@@ -2,10 +2,12 @@
 
 ``render_vis`` asks this module how to feed a model: :func:`default_preprocess`
 gives the normalisation and :func:`default_input_size` the usual image size.
-Any model can declare both with two attributes::
+Any model can declare both with two attributes:
 
-    model.featvis_normalization = ((0.5, 0.5, 0.5), (0.25, 0.25, 0.25))  # mean, std
-    model.featvis_input_size = 64
+```python
+model.featvis_normalization = ((0.5, 0.5, 0.5), (0.25, 0.25, 0.25))  # mean, std
+model.featvis_input_size = 64
+```
 
 featvis's own models carry them, and torchvision's classification models get
 ImageNet's normalisation and 224 pixels.

@@ -3,9 +3,11 @@
 An :class:`Objective` is a differentiable score of one forward pass, to be
 *maximised*. It receives the captured :class:`~featvis.hooks.Activations`
 (layer outputs, and the image itself under ``"input"``) and returns a scalar.
-Objectives combine like the maths they stand for::
+Objectives combine like the maths they stand for:
 
-    channel("layer3", 5) + 0.5 * neuron("layer2", 3) - 1e-2 * total_variation()
+```python
+channel("layer3", 5) + 0.5 * neuron("layer2", 3) - 1e-2 * total_variation()
+```
 
 ``+``, ``-``, unary ``-``, ``*`` and ``/`` by numbers (or by other objectives)
 return new objectives and never change their operands. Penalties
@@ -13,9 +15,11 @@ return new objectives and never change their operands. Penalties
 amounts: subtract them.
 
 Every unit objective takes ``batch=i`` to act on batch element ``i`` only, so
-that one run renders a different unit in each image::
+that one run renders a different unit in each image:
 
-    channel("layer3", 0, batch=0) + channel("layer3", 1, batch=1)
+```python
+channel("layer3", 0, batch=0) + channel("layer3", 1, batch=1)
+```
 
 Activations are read channels-first: ``(N, C, H, W)`` for convolutions,
 ``(N, C)`` for linear layers, and ``(N, T, D)`` token sequences (transformers)
@@ -352,10 +356,13 @@ def _pick_batch(tensor: Tensor, batch: int | None, ref: LayerRef) -> Tensor:
     if batch is None:
         return tensor
     if not -tensor.shape[0] <= batch < tensor.shape[0]:
-        raise IndexError(
-            f"batch={batch} is out of range for layer {str(ref)!r}: the batch has {tensor.shape[0]} images"
-        )
+        raise IndexError(f"batch={batch} is out of range for {_where(ref)}: the batch has {tensor.shape[0]} images")
     return tensor[batch : batch + 1] if batch != -1 else tensor[-1:]
+
+
+def _where(ref: LayerRef) -> str:
+    """How an error names a layer: ``layer 'layer3'``, or ``the model's output`` for ``""``."""
+    return "the model's output" if str(ref) == "" else f"layer {str(ref)!r}"
 
 
 def _check_channel(tensor: Tensor, index: int, ref: LayerRef, what: str = "channel") -> None:
@@ -364,7 +371,7 @@ def _check_channel(tensor: Tensor, index: int, ref: LayerRef, what: str = "chann
         raise TypeError(f"the {what} index must be an int, got {type(index).__name__}")
     if not 0 <= index < size:
         raise IndexError(
-            f"{what} {index} is out of range for layer {str(ref)!r}, which has {size} "
+            f"{what} {index} is out of range for {_where(ref)}, which has {size} "
             f"{what}{'es' if what.endswith('s') else 's'} "
             f"(valid: 0 to {size - 1})"
         )
@@ -405,7 +412,7 @@ def _at_position(units: Tensor, x: int | None, y: int | None, ref: LayerRef) -> 
     for (name, given), size in zip(coordinates, positions):
         at = size // 2 if given is None else given
         if not 0 <= at < size:
-            raise IndexError(f"{name}={at} is out of range for layer {str(ref)!r}, of size {size} there")
+            raise IndexError(f"{name}={at} is out of range for {_where(ref)}, of size {size} there")
         index.append(at)
     return units[(slice(None), slice(None), *index)]
 
