@@ -293,3 +293,23 @@ def test_no_warnings_on_an_eval_model() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         quick(model, "conv:1")
+
+
+def test_the_default_learning_rate_decays_along_a_cosine_and_a_given_optimizer_is_left_alone() -> None:
+    from torch.optim.optimizer import register_optimizer_step_pre_hook
+
+    seen: list[float] = []
+    handle = register_optimizer_step_pre_hook(
+        lambda optimizer, args, kwargs: seen.append(optimizer.param_groups[0]["lr"])
+    )
+    try:
+        featvis.render_vis(Small().eval(), "conv:1", size=12, steps=5, progress=False)
+        default = list(seen)
+        seen.clear()
+        given = lambda ps: torch.optim.Adam(ps, lr=0.1)  # noqa: E731
+        featvis.render_vis(Small().eval(), "conv:1", size=12, steps=5, progress=False, optimizer=given)
+    finally:
+        handle.remove()
+    # 0.05 at the first step, 0.01 at the last, along a half cosine (by hand: 0.2 + 0.8 * (1 + cos(pi k / 4)) / 2)
+    assert default == pytest.approx([0.05, 0.04414, 0.03, 0.01586, 0.01], abs=1e-5)
+    assert seen == [0.1] * 5
