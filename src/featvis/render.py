@@ -591,9 +591,14 @@ def _cosine_decay(steps: int, end: float = DEFAULT_LR_END) -> Callable[[int], fl
     return lambda k: end + (1.0 - end) * 0.5 * (1.0 + math.cos(math.pi * min(k, last) / last))
 
 
+_FUSED_ADAM_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+
 def _make_optimizer(optimizer: OptimizerSpec, parameters: list[nn.Parameter]) -> torch.optim.Optimizer:
     if optimizer is None:
-        return torch.optim.Adam(parameters, lr=DEFAULT_LR)
+        # the fused update is one kernel per step instead of a dozen small operations (CPU and CUDA)
+        fused = all(p.device.type in ("cpu", "cuda") and p.dtype in _FUSED_ADAM_DTYPES for p in parameters)
+        return torch.optim.Adam(parameters, lr=DEFAULT_LR, fused=fused or None)
     if isinstance(optimizer, torch.optim.Optimizer):
         return optimizer
     made = optimizer(parameters)

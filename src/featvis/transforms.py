@@ -155,27 +155,23 @@ class RandomAffine(nn.Module):
             True
         """
         n, _, height, width = images.shape
-        kwargs = {"device": images.device, "dtype": torch.float32}
+        device = images.device
         shift = _to_pixels(self.translate, height, width)
         if self.integer_shifts:  # uniform over the whole numbers in [-shift, shift]
             whole = math.floor(shift)
-            shifts = torch.randint(-whole, whole + 1, (n, 2), device=images.device).float()
+            shifts = torch.randint(-whole, whole + 1, (n, 2), device=device).float()
         else:
-            shifts = (torch.rand(n, 2, **kwargs) * 2 - 1) * shift
+            shifts = (torch.rand(n, 2, device=device) - 0.5) * (2 * shift)
         low, high = self.scale
-        zoom = low + (high - low) * torch.rand(n, **kwargs)
-        angle = (torch.rand(n, **kwargs) * 2 - 1) * math.radians(self.degrees)
-        cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
-        # rotate in pixel units, so that non-square images are not sheared
+        zoom, angle = torch.rand(2, n, device=device)  # (the same numbers as two draws of n)
+        inverse_zoom = 1 / (zoom * (high - low) + low)
+        angle = (angle - 0.5) * (2 * math.radians(self.degrees))
+        cos, sin = torch.cos(angle) * inverse_zoom, torch.sin(angle) * inverse_zoom
+        # rotate in pixel units, so that non-square images are not sheared; one stack of the six entries
         aspect = height / width
-        matrices = torch.stack(
-            [
-                torch.stack([cos, -sin * aspect, 2 * shifts[:, 0] / width], dim=1),
-                torch.stack([sin / aspect, cos, 2 * shifts[:, 1] / height], dim=1),
-            ],
-            dim=1,
-        )
-        return matrices
+        offsets = shifts * torch.tensor([2 / width, 2 / height], device=device)
+        entries = [cos, sin * -aspect, offsets[:, 0], sin * (1 / aspect), cos, offsets[:, 1]]
+        return torch.stack(entries, dim=1).view(n, 2, 3)
 
     def forward(self, images: Tensor) -> Tensor:
         _check_images(images)
@@ -237,6 +233,18 @@ def _replicate(images: Tensor, pad: int, dim: int) -> Tensor:
     return torch.cat([first.expand(sizes), images, last.expand(sizes)], dim=dim)
 
 
+def _pad_edges(images: Tensor, rows: int, columns: int) -> Tensor:
+    """Repeat the edge ``rows`` times above and below and ``columns`` times left and right.
+
+    ``F.pad(mode="replicate")`` is one operation forward and backward; under ``torch.compile`` the
+    padding is built from slices, which the compiler always gets right on CPU.
+    """
+    if torch.compiler.is_compiling():
+        padded = _replicate(images, columns, -1) if columns else images
+        return _replicate(padded, rows, -2) if rows else padded
+    return F.pad(images, (columns, columns, rows, rows), mode="replicate")
+
+
 #: RandomBlur kernels up to this many taps a side run as one 2-D convolution, wider ones as two 1-D ones
 _LARGEST_SQUARE_KERNEL = 5
 
@@ -281,10 +289,10 @@ class RandomBlur(nn.Module):
         r, taps = self.radius, weights.shape[1]
         if taps <= _LARGEST_SQUARE_KERNEL:  # one small 2-D convolution costs less than two 1-D ones
             kernels = weights[:, :, None] * weights[:, None, :]
-            flat = F.conv2d(_replicate(_replicate(flat, r, -1), r, -2), kernels[:, None], groups=n * c)
+            flat = F.conv2d(_pad_edges(flat, r, r), kernels[:, None], groups=n * c)
             return flat.view(n, c, h, w)
-        flat = F.conv2d(_replicate(flat, r, -1), weights.view(n * c, 1, 1, taps), groups=n * c)
-        flat = F.conv2d(_replicate(flat, r, -2), weights.view(n * c, 1, taps, 1), groups=n * c)
+        flat = F.conv2d(_pad_edges(flat, 0, r), weights.view(n * c, 1, 1, taps), groups=n * c)
+        flat = F.conv2d(_pad_edges(flat, r, 0), weights.view(n * c, 1, taps, 1), groups=n * c)
         return flat.view(n, c, h, w)
 
     def extra_repr(self) -> str:
