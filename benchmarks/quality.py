@@ -4,6 +4,10 @@ For the ten CIFAR-10 class logits of a trained ResNet-20 (one image per class) a
 channels of its ``layer2`` and ``layer3``, each method renders images once, with snapshots at
 32, 64, 128 and 256 steps, and the table gives for every snapshot:
 
+(A snapshot at step k is what a run of k steps returns: featvis's default learning rate depends on
+the step only, not on the number of steps asked for, which tests/test_render.py checks bit for bit,
+and Lucent's is constant.)
+
 - transfer: the share of class images (two per class by default) that ResNet-32 (another
   network, never optimised against) classifies as the intended class, and its mean probability
   for that class;

@@ -295,7 +295,7 @@ def test_no_warnings_on_an_eval_model() -> None:
         quick(model, "conv:1")
 
 
-def test_the_default_learning_rate_decays_along_a_cosine_and_a_given_optimizer_is_left_alone() -> None:
+def test_the_default_learning_rate_is_held_then_falls_and_a_given_optimizer_is_left_alone() -> None:
     from torch.optim.optimizer import register_optimizer_step_pre_hook
 
     seen: list[float] = []
@@ -303,13 +303,23 @@ def test_the_default_learning_rate_decays_along_a_cosine_and_a_given_optimizer_i
         lambda optimizer, args, kwargs: seen.append(optimizer.param_groups[0]["lr"])
     )
     try:
-        featvis.render_vis(Small().eval(), "conv:1", size=12, steps=5, progress=False)
+        featvis.render_vis(Small().eval(), "conv:1", size=12, steps=130, progress=False)
         default = list(seen)
         seen.clear()
-        given = lambda ps: torch.optim.Adam(ps, lr=0.1)  # noqa: E731
+        given = lambda ps: torch.optim.Adam(ps, lr=0.02)  # noqa: E731
         featvis.render_vis(Small().eval(), "conv:1", size=12, steps=5, progress=False, optimizer=given)
     finally:
         handle.remove()
-    # 0.05 at the first step, 0.01 at the last, along a half cosine (by hand: 0.2 + 0.8 * (1 + cos(pi k / 4)) / 2)
-    assert default == pytest.approx([0.05, 0.04414, 0.03, 0.01586, 0.01], abs=1e-5)
-    assert seen == [0.1] * 5
+    # 0.1 for steps 1 to 64, then 0.1 * (64 / step) ** 2: by hand, step 65 -> 0.096947, 128 -> 0.025, 130 -> 0.02424
+    assert default[:64] == pytest.approx([0.1] * 64, abs=1e-12)
+    assert [default[64], default[127], default[129]] == pytest.approx([0.096947, 0.025, 0.024237], abs=1e-6)
+    assert seen == [0.02] * 5
+
+
+def test_a_run_of_k_steps_gives_the_picture_a_longer_run_shows_at_step_k() -> None:
+    # the default schedule depends on the step only: render_vis(steps=k) is the snapshot at k of any longer run
+    model = Small().eval()
+    short = featvis.render_vis(model, "conv:1", size=12, steps=70, seed=3, progress=False)
+    longer = featvis.render_vis(model, "conv:1", size=12, steps=90, thresholds=[70], seed=3, progress=False)
+    assert torch.equal(short.images, longer.snapshots[70])
+    assert torch.equal(short.losses, longer.losses[:70])

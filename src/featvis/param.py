@@ -741,7 +741,8 @@ NATURAL_CONTRAST_DECORRELATED = 0.4623
 NATURAL_CONTRAST_PLAIN = 0.226
 #: ``output="sigmoid"`` works on the logit scale, 4 times steeper than the image around 0.5.
 _OUTPUT_GAIN = {"sigmoid": 4.0, "clamp": 1.0}
-#: The phase is ``phase_scale`` times its parameter: Adam's usual 0.05 then turns it by up to a quarter radian a step.
+#: The phase is ``phase_scale`` times its parameter: an Adam step of 0.05 turns it by up to a quarter radian
+#: (render_vis's default 0.1 of the first 64 steps: half a radian).
 MACO_PHASE_SCALE = 5.0
 
 

@@ -572,23 +572,27 @@ def _make_preprocess(
     return prepare.to(device) if isinstance(prepare, nn.Module) else prepare
 
 
-#: the default optimiser: Adam at this learning rate, decayed along a half cosine to DEFAULT_LR_END by the last step
-DEFAULT_LR = 0.05
-#: the default learning rate at the last step, as a share of DEFAULT_LR
-DEFAULT_LR_END = 0.2
+#: the default optimiser: Adam at this learning rate for the first DEFAULT_LR_HOLD steps, lower after them
+DEFAULT_LR = 0.1
+#: the default learning rate is held for this many steps ...
+DEFAULT_LR_HOLD = 64
+#: ... and then falls as (DEFAULT_LR_HOLD / step) ** DEFAULT_LR_POWER: a quarter at step 128, a sixteenth at 256
+DEFAULT_LR_POWER = 2.0
 
 
-def _cosine_decay(steps: int, end: float = DEFAULT_LR_END) -> Callable[[int], float]:
-    """The learning-rate factor at step ``k`` (0-based) of ``steps``: 1 at the start, ``end`` at the last step,
-    along a half cosine. Late steps then refine the picture instead of piling up fine detail.
+def _default_lr_factor(step: int) -> float:
+    """The default learning rate at 0-based ``step``, as a share of DEFAULT_LR.
+
+    It depends on the step only, not on the number of steps asked for, so a run of
+    k steps returns the picture that a longer run shows at step k. The early steps
+    make the picture (a high rate makes it robust soon); the later ones refine it
+    instead of piling up fine detail.
 
     Example:
-        >>> decay = _cosine_decay(5)
-        >>> [round(decay(k), 3) for k in range(5)]
-        [1.0, 0.883, 0.6, 0.317, 0.2]
+        >>> [_default_lr_factor(k) for k in (0, 63, 127, 255)]
+        [1.0, 1.0, 0.25, 0.0625]
     """
-    last = max(steps - 1, 1)
-    return lambda k: end + (1.0 - end) * 0.5 * (1.0 + math.cos(math.pi * min(k, last) / last))
+    return min(1.0, DEFAULT_LR_HOLD / (step + 1)) ** DEFAULT_LR_POWER
 
 
 _FUSED_ADAM_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
@@ -772,9 +776,10 @@ def render_vis(
             Fourier basis with decorrelated colours). It is moved to the model's
             device; its own dtype is kept (float32 by default) and images are cast
             to the model's dtype.
-        optimizer: ``None`` for Adam with learning rate 0.05, decayed along a half
-            cosine to 0.01 at the last step (measured in docs/benchmarks.md: the
-            pictures keep a more natural spectrum and survive resizing better), an Optimizer class,
+        optimizer: ``None`` for Adam with learning rate 0.1 for 64 steps, then
+            ``0.1 * (64 / step) ** 2`` (0.025 at step 128): the picture at step k
+            does not depend on ``steps``, survives resizing early, and keeps a
+            natural spectrum later (measured in docs/benchmarks.md); an Optimizer class,
             a function ``parameters -> Optimizer``, or an Optimizer made on
             ``param.parameters()``. LBFGS works (each step calls a closure). An
             optimizer with ``gradient_free = True`` (such as
@@ -866,7 +871,7 @@ def render_vis(
             raise ValueError("the parameterisation has no parameters that require gradients")
         opt = _make_optimizer(optimizer, parameters)
         # the default optimiser's learning rate decays over the run; an optimiser you pass is left as it is
-        schedule = torch.optim.lr_scheduler.LambdaLR(opt, _cosine_decay(steps)) if optimizer is None else None
+        schedule = torch.optim.lr_scheduler.LambdaLR(opt, _default_lr_factor) if optimizer is None else None
 
         def forward(capture: ActivationCapture, probe: Tensor | None = None, redirect: bool = False) -> Any:
             images = image_param() if probe is None else probe.to(device)
