@@ -588,3 +588,19 @@ def test_random_blur_draws_sigma_per_image_and_passes_gradients():
         T.RandomBlur((1.0, 0.5))
     assert len(T.standard()) == 1 and isinstance(T.standard(blur=(0, 0.7))[1], T.RandomBlur)
     assert T.standard(blur=(0, 0.5))[1].high == 0.5
+
+
+@pytest.mark.parametrize(
+    ("n", "height", "width", "dtype"), [(1, 5, 7, torch.float32), (6, 32, 32, torch.float32), (3, 9, 4, torch.float64)]
+)
+def test_the_affine_grid_is_torchs(n: int, height: int, width: int, dtype: torch.dtype) -> None:
+    torch.manual_seed(0)
+    matrices = T.RandomAffine(translate=0.2, scale=(0.7, 1.3), degrees=40).sample_matrices(
+        torch.zeros(n, 3, height, width)
+    )
+    matrices = matrices.to(dtype)
+    expected = torch.nn.functional.affine_grid(matrices, [n, 3, height, width], align_corners=False)
+    grid = T._affine_grid(matrices, height, width)
+    assert grid.shape == expected.shape and grid.dtype == dtype
+    assert torch.allclose(grid, expected, atol=1e-6 if dtype == torch.float32 else 1e-12)
+    assert torch.equal(T._affine_grid(matrices, height, width), grid)  # from the cached centres: the same

@@ -98,6 +98,52 @@ class Pad(nn.Module):
         return f"amount={self.amount!r}, mode={self.mode!r}, value={self.value!r}"
 
 
+def _pixel_centres(height: int, width: int, device: torch.device, dtype: torch.dtype) -> Tensor:
+    """(height * width, 3) rows ``(x, y, 1)``: each pixel centre in [-1, 1] coordinates (``align_corners=False``)."""
+    xs = (torch.arange(width, device=device, dtype=dtype) * 2 + 1) / width - 1
+    ys = (torch.arange(height, device=device, dtype=dtype) * 2 + 1) / height - 1
+    return torch.stack(
+        [
+            xs.expand(height, width),
+            ys[:, None].expand(height, width),
+            torch.ones_like(ys[:, None].expand(height, width)),
+        ],
+        dim=-1,
+    ).view(-1, 3)
+
+
+#: pixel centres by (height, width, device, dtype), for _affine_grid; at most _CENTRES_KEPT sizes are kept
+_CENTRES: dict[tuple[int, int, torch.device, torch.dtype], Tensor] = {}
+_CENTRES_KEPT = 16
+
+
+def _affine_grid(matrices: Tensor, height: int, width: int) -> Tensor:
+    """``F.affine_grid(matrices, (n, c, height, width), align_corners=False)``, computed as one matrix product.
+
+    The pixel centres are made once per size, and every image's grid comes out of a single
+    ``(height * width, 3) @ (3, 2 * n)`` product: on a CPU ten (32x32) to twenty-five (224x224) times faster than
+    ``F.affine_grid``, whose batched product of tiny matrices dominates a small image's transform.
+
+    Example:
+        >>> matrices = torch.tensor([[[0.9, 0.1, 0.05], [-0.1, 0.9, 0.0]]]).repeat(2, 1, 1)
+        >>> expected = F.affine_grid(matrices, [2, 3, 5, 7], align_corners=False)
+        >>> bool(torch.allclose(_affine_grid(matrices, 5, 7), expected, atol=1e-6))
+        True
+    """
+    n = matrices.shape[0]
+    if torch.compiler.is_compiling():  # a constant the compiler folds; no cache to guard on
+        centres = _pixel_centres(height, width, matrices.device, matrices.dtype)
+    else:
+        key = (height, width, matrices.device, matrices.dtype)
+        centres = _CENTRES.get(key)
+        if centres is None:
+            if len(_CENTRES) >= _CENTRES_KEPT:
+                _CENTRES.clear()
+            centres = _CENTRES.setdefault(key, _pixel_centres(height, width, matrices.device, matrices.dtype))
+    grid = centres @ matrices.permute(2, 0, 1).reshape(3, 2 * n)  # (H * W, n * 2)
+    return grid.view(height * width, n, 2).transpose(0, 1).reshape(n, height, width, 2)
+
+
 class RandomAffine(nn.Module):
     """Random translation, zoom and rotation, drawn per image, in one ``grid_sample``.
 
@@ -176,7 +222,7 @@ class RandomAffine(nn.Module):
     def forward(self, images: Tensor) -> Tensor:
         _check_images(images)
         matrices = self.sample_matrices(images).to(images.dtype)
-        grid = F.affine_grid(matrices, list(images.shape), align_corners=False)
+        grid = _affine_grid(matrices, images.shape[-2], images.shape[-1])
         if isinstance(self.fill, str):
             return F.grid_sample(images, grid, mode=self.mode, padding_mode=self.fill, align_corners=False)
         shifted = images - self.fill
