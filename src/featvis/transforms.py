@@ -203,20 +203,22 @@ class RandomAffine(nn.Module):
         n, _, height, width = images.shape
         device = images.device
         shift = _to_pixels(self.translate, height, width)
+        low, high = self.scale
+        radians = math.radians(self.degrees)
+        # per image, four uniform numbers mapped in one operation to a shift along x and y (in the grid's
+        # [-1, 1] units, 2 / size a pixel), a zoom and an angle: a step's few small operations add up
+        start = torch.tensor([-2 * shift / width, -2 * shift / height, low, -radians], device=device)
+        span = torch.tensor([4 * shift / width, 4 * shift / height, high - low, 2 * radians], device=device)
+        x_shift, y_shift, zoom, angle = torch.addcmul(start, torch.rand(n, 4, device=device), span).unbind(1)
         if self.integer_shifts:  # uniform over the whole numbers in [-shift, shift]
             whole = math.floor(shift)
-            shifts = torch.randint(-whole, whole + 1, (n, 2), device=device).float()
-        else:
-            shifts = (torch.rand(n, 2, device=device) - 0.5) * (2 * shift)
-        low, high = self.scale
-        zoom, angle = torch.rand(2, n, device=device)  # (the same numbers as two draws of n)
-        inverse_zoom = 1 / (zoom * (high - low) + low)
-        angle = (angle - 0.5) * (2 * math.radians(self.degrees))
+            pixels = torch.randint(-whole, whole + 1, (n, 2), device=device)
+            x_shift, y_shift = (pixels * torch.tensor([2 / width, 2 / height], device=device)).unbind(1)
+        inverse_zoom = zoom.reciprocal()
         cos, sin = torch.cos(angle) * inverse_zoom, torch.sin(angle) * inverse_zoom
         # rotate in pixel units, so that non-square images are not sheared; one stack of the six entries
         aspect = height / width
-        offsets = shifts * torch.tensor([2 / width, 2 / height], device=device)
-        entries = [cos, sin * -aspect, offsets[:, 0], sin * (1 / aspect), cos, offsets[:, 1]]
+        entries = [cos, sin * -aspect, x_shift, sin * (1 / aspect), cos, y_shift]
         return torch.stack(entries, dim=1).view(n, 2, 3)
 
     def forward(self, images: Tensor) -> Tensor:
