@@ -14,8 +14,10 @@ its hooks on every module.
 Every method runs ``--steps`` steps, ``--repeats`` times, in a new random order each round, so that a
 slow spell of this shared machine hits all of them alike; a step's time is the median of the
 intervals between consecutive forward passes (the first ``WARMUP`` of each run dropped), in CPU time
-of this process on a CPU and wall time on a GPU. The floor is timed twice: the ratio of the two
-("floor A/A") shows how far the machine's noise alone moves a ratio.
+of this process on a CPU and wall time on a GPU. A ratio to the floor is taken within each round and
+the median over the rounds is reported, so that a slow spell, which stretches a whole round, cancels
+out. The floor is timed twice: the ratio of the two ("floor A/A") shows how far the machine's noise
+alone moves a ratio.
 
 Workloads (CPU): ResNet-20 (trained, ``../shared/models/cifar10``) class logits, 10 images, 32x32;
 ResNet-20 ``layer2``, 16 channels, 32x32; torchvision GoogLeNet ``inception4a``, 8 channels, 224x224
@@ -28,7 +30,7 @@ Run::
     python benchmarks/speed.py --weights-dir ../shared/models/cifar10
 
 ``--options`` adds rows for featvis's opt-in speed options (channels-last, compile, autocast),
-``--ablations`` rows for featvis with the redirected ReLUs of its first steps, and without its blur,
+``--ablations`` rows for featvis with the redirected ReLUs of its first steps, with a blur, without
 its transforms, its normalisation;
 ``--workloads resnet20-classes --steps 8 --repeats 1`` makes a quick smoke run.
 """
@@ -233,10 +235,10 @@ def option_sets(device: torch.device) -> dict[str, dict[str, Any]]:
 
 
 def ablation_sets() -> dict[str, dict[str, Any]]:
-    """featvis without one of its parts, to see what each part of a step costs."""
+    """featvis with a part more or less, to see what each part of a step costs."""
     return {
         "redirected ReLU (first steps)": {"redirected_relu": 1_000_000},
-        "without blur": {"transforms": featvis.transforms.standard(blur=0)},
+        "with a half-pixel blur": {"transforms": featvis.transforms.standard(blur=(0.0, 0.5))},
         "without transforms": {"transforms": []},
         "without transforms or normalisation": {"transforms": [], "preprocess": False},
     }
@@ -284,6 +286,18 @@ def full_layer_seconds(device: torch.device, steps: int, with_lucent: bool) -> d
 # ---- the table ------------------------------------------------------------------------------
 def median_ms(intervals: list[float]) -> float:
     return 1e3 * statistics.median(intervals)
+
+
+def paired_ratio(rounds: list[dict[str, float]], numerator: str, denominator: str) -> float:
+    """The median over rounds of one method's step time over another's in the same round.
+
+    A slow spell of a shared machine stretches a whole round; the ratio within a round cancels it.
+
+    Example:
+        >>> paired_ratio([{"a": 2.0, "b": 1.0}, {"a": 4.0, "b": 2.0}, {"a": 9.0, "b": 1.0}], "a", "b")
+        2.0
+    """
+    return statistics.median(r[numerator] / r[denominator] for r in rounds)
 
 
 def main() -> None:
@@ -354,34 +368,40 @@ def main() -> None:
         if theirs is not None:
             timers["lucent"] = functools.partial(lucent_steps, theirs, *task)
         runs: dict[str, list[float]] = {method: [] for method in timers}
+        rounds: list[dict[str, float]] = []  # each method's median step in each round
         order = random.Random(0)
         for _ in range(args.repeats):  # short runs in a new random order each round
             methods = list(timers)
             order.shuffle(methods)
+            this_round = {}
             for method in methods:
-                runs[method] += timers[method]()
+                steps = timers[method]()
+                runs[method] += steps
+                this_round[method] = median_ms(steps)
+            rounds.append(this_round)
         floor = median_ms(runs["floor"])
         lucent = median_ms(runs["lucent"]) if "lucent" in runs else None
-        noise = median_ms(runs["floor again"]) / floor
+        noise = paired_ratio(rounds, "floor again", "floor")
         for method in ["featvis", *options]:
             ours = median_ms(runs[method])
-            lucent_cells = f"{lucent:.1f} | {lucent / ours:.2f}x" if lucent else "- | -"
+            lucent_cells = f"{lucent:.1f} | {paired_ratio(rounds, 'lucent', method):.2f}x" if lucent else "- | -"
             label = (
                 "featvis"
                 if method == "featvis"
                 else f"featvis, {method}"
-                if method.startswith("without")
+                if method.startswith(("with ", "without"))
                 else (f"featvis + {method}")
             )
-            ratio = ours / floor
+            ratio = paired_ratio(rounds, method, "floor")
             lines.append(
                 f"| {name} | {label} | {ours:.1f} | {floor:.1f} | {ratio:.2f} | {noise:.2f} | {lucent_cells} |"
             )
-        ours = median_ms(runs["featvis"])
         limit = 1.2 if device.type == "cuda" else 1.10
-        verdicts.append((f"{name}: step <= {limit:.2f}x the floor ({ours / floor:.2f}x)", ours / floor <= limit))
+        ratio = paired_ratio(rounds, "featvis", "floor")
+        verdicts.append((f"{name}: step <= {limit:.2f}x the floor ({ratio:.2f}x)", ratio <= limit))
         if lucent and device.type == "cpu":
-            verdicts.append((f"{name}: >= 1.3x faster than Lucent ({lucent / ours:.2f}x)", lucent / ours >= 1.3))
+            speedup = paired_ratio(rounds, "lucent", "featvis")
+            verdicts.append((f"{name}: >= 1.3x faster than Lucent ({speedup:.2f}x)", speedup >= 1.3))
         print(f"{name}: done", flush=True)
 
     print()
