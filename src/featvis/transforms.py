@@ -228,7 +228,8 @@ class RandomAffine(nn.Module):
         if isinstance(self.fill, str):
             return F.grid_sample(images, grid, mode=self.mode, padding_mode=self.fill, align_corners=False)
         shifted = images - self.fill
-        return F.grid_sample(shifted, grid, mode=self.mode, padding_mode="zeros", align_corners=False) + self.fill
+        sampled = F.grid_sample(shifted, grid, mode=self.mode, padding_mode="zeros", align_corners=False)
+        return sampled.add_(self.fill)  # in place: one image-sized buffer less a step
 
     def extra_repr(self) -> str:
         return f"translate={self.translate!r}, scale={self.scale!r}, degrees={self.degrees!r}, fill={self.fill!r}" + (
@@ -375,7 +376,7 @@ class Normalize(nn.Module):
             raise ValueError(
                 f"Normalize expects images with {self.mean.shape[1]} channels, got shape {tuple(images.shape)}"
             )
-        return (images - self.mean.to(images)) / self.std.to(images)
+        return (images - self.mean.to(images)).div_(self.std.to(images))  # in place on the fresh difference
 
     def extra_repr(self) -> str:
         def show(values: Tensor) -> str:
