@@ -603,4 +603,32 @@ def test_the_affine_grid_is_torchs(n: int, height: int, width: int, dtype: torch
     grid = T._affine_grid(matrices, height, width)
     assert grid.shape == expected.shape and grid.dtype == dtype
     assert torch.allclose(grid, expected, atol=1e-6 if dtype == torch.float32 else 1e-12)
-    assert torch.equal(T._affine_grid(matrices, height, width), grid)  # from the cached centres: the same
+
+
+def test_the_affine_grid_cache_keeps_few_small_ordinary_tensors(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(T, "_CENTRES", {})
+    matrices = torch.eye(2, 3, dtype=torch.float64)[None].repeat(2, 1, 1).requires_grad_()
+    with torch.inference_mode():  # first seen inside inference mode ...
+        T._affine_grid(matrices.detach(), 6, 5)
+    grid = T._affine_grid(matrices, 6, 5)  # ... still usable with autograd afterwards
+    assert torch.equal(
+        T._CENTRES[(6, 5, torch.device("cpu"), torch.float64)], T._pixel_centres(6, 5, "cpu", torch.float64)
+    )
+    assert torch.autograd.gradcheck(lambda m: T._affine_grid(m, 3, 4), (matrices,))
+    grid.sum().backward()
+    for size in range(1, T._CENTRES_KEPT + 2):  # more sizes than it keeps: cleared, then filled again
+        T._affine_grid(matrices.detach(), size, 2)
+        assert len(T._CENTRES) <= T._CENTRES_KEPT
+    T._CENTRES.clear()
+    side = int(T._CENTRES_LARGEST**0.5) + 1
+    T._affine_grid(torch.eye(2, 3)[None], side, side)  # a large image's centres are not kept
+    assert not T._CENTRES
+
+
+def test_random_affine_follows_its_settings_when_they_change() -> None:
+    affine = T.RandomAffine(degrees=1)
+    images = torch.zeros(500, 3, 16, 16)
+    small = decompose(affine.sample_matrices(images), 16, 16)[3].abs().max()
+    affine.degrees = 30.0  # a changed setting is not hidden by the ranges kept for this size
+    large = decompose(affine.sample_matrices(images), 16, 16)[3].abs().max()
+    assert float(small) <= math.radians(1) + 1e-6 and float(large) > math.radians(25)

@@ -375,8 +375,7 @@ class Image(nn.Module):
         raw = self.basis()
         colours = self.decorrelation(raw) if self.decorrelation is not None else raw
         if self.output == "sigmoid":
-            # in place on the colour map's fresh output (one image-sized buffer less a step), never on a basis's own
-            return torch.sigmoid_(colours) if self.decorrelation is not None else torch.sigmoid(colours)
+            return torch.sigmoid(colours)
         shifted = colours + self._mean(colours)
         # straight-through clamp: valid values forward, the raw gradient backward
         return shifted + (shifted.clamp(0.0, 1.0) - shifted).detach()

@@ -576,7 +576,8 @@ def _make_preprocess(
 DEFAULT_LR = 0.1
 #: the default learning rate is held for this many steps ...
 DEFAULT_LR_HOLD = 64
-#: ... and then falls as (DEFAULT_LR_HOLD / step) ** DEFAULT_LR_POWER: a quarter at step 128, a sixteenth at 256
+#: ... and then falls as (DEFAULT_LR_HOLD / step) ** DEFAULT_LR_POWER, steps counted from 1: a quarter at
+#: step 128, a sixteenth at step 256
 DEFAULT_LR_POWER = 2.0
 
 

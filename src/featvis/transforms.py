@@ -112,9 +112,26 @@ def _pixel_centres(height: int, width: int, device: torch.device, dtype: torch.d
     ).view(-1, 3)
 
 
-#: pixel centres by (height, width, device, dtype), for _affine_grid; at most _CENTRES_KEPT sizes are kept
+#: pixel centres by (height, width, device, dtype), for _affine_grid: at most _CENTRES_KEPT sizes, none larger
+#: than _CENTRES_LARGEST pixels (a large image's grid costs little beside its transform)
 _CENTRES: dict[tuple[int, int, torch.device, torch.dtype], Tensor] = {}
 _CENTRES_KEPT = 16
+_CENTRES_LARGEST = 512 * 512
+
+
+def _centres(height: int, width: int, device: torch.device, dtype: torch.dtype) -> Tensor:
+    """The pixel centres for :func:`_affine_grid`, from the cache when it is safe to keep them."""
+    capturing = device.type == "cuda" and torch.cuda.is_current_stream_capturing()
+    if torch.compiler.is_compiling() or capturing or height * width > _CENTRES_LARGEST:
+        return _pixel_centres(height, width, device, dtype)  # (under compile: a constant the compiler folds)
+    key = (height, width, device, dtype)
+    centres = _CENTRES.get(key)
+    if centres is None:
+        if len(_CENTRES) >= _CENTRES_KEPT:
+            _CENTRES.clear()
+        with torch.inference_mode(False):  # an ordinary tensor, usable later with autograd
+            centres = _CENTRES.setdefault(key, _pixel_centres(height, width, device, dtype))
+    return centres
 
 
 def _affine_grid(matrices: Tensor, height: int, width: int) -> Tensor:
@@ -123,6 +140,7 @@ def _affine_grid(matrices: Tensor, height: int, width: int) -> Tensor:
     The pixel centres are made once per size, and every image's grid comes out of a single
     ``(height * width, 3) @ (3, 2 * n)`` product: on a CPU ten (32x32) to twenty-five (224x224) times faster than
     ``F.affine_grid``, whose batched product of tiny matrices dominates a small image's transform.
+    Half-precision matrices are multiplied in float32.
 
     Example:
         >>> matrices = torch.tensor([[[0.9, 0.1, 0.05], [-0.1, 0.9, 0.0]]]).repeat(2, 1, 1)
@@ -131,17 +149,11 @@ def _affine_grid(matrices: Tensor, height: int, width: int) -> Tensor:
         True
     """
     n = matrices.shape[0]
-    if torch.compiler.is_compiling():  # a constant the compiler folds; no cache to guard on
-        centres = _pixel_centres(height, width, matrices.device, matrices.dtype)
-    else:
-        key = (height, width, matrices.device, matrices.dtype)
-        centres = _CENTRES.get(key)
-        if centres is None:
-            if len(_CENTRES) >= _CENTRES_KEPT:
-                _CENTRES.clear()
-            centres = _CENTRES.setdefault(key, _pixel_centres(height, width, matrices.device, matrices.dtype))
-    grid = centres @ matrices.permute(2, 0, 1).reshape(3, 2 * n)  # (H * W, n * 2)
-    return grid.view(height * width, n, 2).transpose(0, 1).reshape(n, height, width, 2)
+    dtype = matrices.dtype if matrices.dtype == torch.float64 else torch.float32
+    centres = _centres(height, width, matrices.device, dtype)
+    grid = centres @ matrices.to(dtype).permute(2, 0, 1).reshape(3, 2 * n)  # (H * W, n * 2)
+    grid = grid.view(height * width, n, 2).transpose(0, 1).reshape(n, height, width, 2)
+    return grid.to(matrices.dtype)
 
 
 class RandomAffine(nn.Module):
@@ -186,6 +198,7 @@ class RandomAffine(nn.Module):
             raise ValueError(f"fill must be a number, 'border' or 'reflection', got {fill!r}")
         self.translate, self.scale, self.degrees = translate, (float(low), float(high)), float(degrees)
         self.fill, self.integer_shifts, self.mode = fill, integer_shifts, mode
+        self._range_cache: dict[tuple[object, ...], tuple[Tensor, Tensor]] = {}
 
     def sample_matrices(self, images: Tensor) -> Tensor:
         """Draw one ``(2, 3)`` sampling matrix per image, as ``F.affine_grid`` takes them.
@@ -202,24 +215,40 @@ class RandomAffine(nn.Module):
         """
         n, _, height, width = images.shape
         device = images.device
-        shift = _to_pixels(self.translate, height, width)
-        low, high = self.scale
-        radians = math.radians(self.degrees)
         # per image, four uniform numbers mapped in one operation to a shift along x and y (in the grid's
         # [-1, 1] units, 2 / size a pixel), a zoom and an angle: a step's few small operations add up
-        start = torch.tensor([-2 * shift / width, -2 * shift / height, low, -radians], device=device)
-        span = torch.tensor([4 * shift / width, 4 * shift / height, high - low, 2 * radians], device=device)
+        start, span = self._ranges(height, width, device)
         x_shift, y_shift, zoom, angle = torch.addcmul(start, torch.rand(n, 4, device=device), span).unbind(1)
         if self.integer_shifts:  # uniform over the whole numbers in [-shift, shift]
-            whole = math.floor(shift)
+            whole = math.floor(_to_pixels(self.translate, height, width))
             pixels = torch.randint(-whole, whole + 1, (n, 2), device=device)
-            x_shift, y_shift = (pixels * torch.tensor([2 / width, 2 / height], device=device)).unbind(1)
+            x_shift, y_shift = pixels[:, 0] * (2 / width), pixels[:, 1] * (2 / height)
         inverse_zoom = zoom.reciprocal()
         cos, sin = torch.cos(angle) * inverse_zoom, torch.sin(angle) * inverse_zoom
         # rotate in pixel units, so that non-square images are not sheared; one stack of the six entries
         aspect = height / width
         entries = [cos, sin * -aspect, x_shift, sin * (1 / aspect), cos, y_shift]
         return torch.stack(entries, dim=1).view(n, 2, 3)
+
+    def _ranges(self, height: int, width: int, device: torch.device) -> tuple[Tensor, Tensor]:
+        """Start and span of the four uniform draws (x and y shift in grid units, zoom, angle), kept per size
+        and device: making them anew each step would copy from the host, which waits for a GPU."""
+        shift = _to_pixels(self.translate, height, width)
+        low, high = self.scale
+        radians = math.radians(self.degrees)
+        key = (height, width, device, shift, low, high, radians)
+        ranges = None if torch.compiler.is_compiling() else self._range_cache.get(key)
+        if ranges is None:
+            with torch.inference_mode(False):
+                ranges = (
+                    torch.tensor([-2 * shift / width, -2 * shift / height, low, -radians], device=device),
+                    torch.tensor([4 * shift / width, 4 * shift / height, high - low, 2 * radians], device=device),
+                )
+            if not torch.compiler.is_compiling():
+                if len(self._range_cache) >= _CENTRES_KEPT:
+                    self._range_cache.clear()
+                self._range_cache[key] = ranges
+        return ranges
 
     def forward(self, images: Tensor) -> Tensor:
         _check_images(images)
