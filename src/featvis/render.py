@@ -473,15 +473,26 @@ def _rendering_state(model: nn.Module) -> Iterator[None]:
             p.requires_grad_(flag)
 
 
+def _run_seed(seed: int) -> int:
+    """The seed a run's generators get for ``seed=seed``: ``seed`` mixed, so that a run's random draws do not
+    replay those of ``torch.manual_seed(seed)``, with which a caller may have drawn the starting image.
+
+    Example:
+        >>> _run_seed(0) != 0 and _run_seed(0) != _run_seed(1)
+        True
+    """
+    return (seed * 0x9E3779B97F4A7C15 + 0x632BE59BD9B4E019) % 2**63
+
+
 @contextlib.contextmanager
 def _seeded(seed: int | None, device: torch.device) -> Iterator[None]:
-    """Seed torch's generators inside, and give the caller's states back after."""
+    """Seed torch's generators inside (with :func:`_run_seed`), and give the caller's states back after."""
     if seed is None:
         yield
         return
     devices = [device.index or 0] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(seed)
+        torch.manual_seed(_run_seed(seed))
         yield
 
 
