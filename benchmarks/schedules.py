@@ -1,4 +1,4 @@
-"""How featvis's default learning rate and blur were chosen: class images under other settings.
+"""How featvis's default learning rate, blur and 1/f exponent were chosen: class images under other settings.
 
 For the ten CIFAR-10 class logits of the trained ResNet-20 (two images per class, 20 in one
 batch, as in ``quality.py``), each setting renders the images once per seed with snapshots at
@@ -15,7 +15,7 @@ Run (about 2 minutes a setting on one thread)::
 
     OMP_NUM_THREADS=1 python benchmarks/schedules.py --weights-dir ../shared/models/cifar10 --seed 0 1 2 3 4
 
-``--settings default lr0.1-held64-power1`` picks settings by name (``--list`` shows them).
+``--settings default lr0.1-held64-power2-decay1.4`` picks settings by name (``--list`` shows them).
 """
 
 from __future__ import annotations
@@ -44,21 +44,19 @@ _spec.loader.exec_module(quality)
 
 @dataclass(frozen=True)
 class Setting:
-    """A learning rate ``lr * factor(step, steps)`` (0-based step) and a blur's largest sigma (0: none)."""
+    """A learning rate ``lr * factor(step, steps)`` (0-based step), a blur's largest sigma (0: none) and the
+    Fourier basis's 1/f exponent."""
 
     lr: float
     factor: Callable[[int, int], float]
     blur: float
+    decay: float
     depends_on_steps: bool = False
 
 
 def held(hold: int, power: float) -> Callable[[int, int], float]:
     """1 for the first ``hold`` steps, then ``(hold / step) ** power``."""
     return lambda step, steps: min(1.0, hold / (step + 1)) ** power
-
-
-def constant(step: int, steps: int) -> float:
-    return 1.0
 
 
 def cosine(step: int, steps: int) -> float:
@@ -68,16 +66,13 @@ def cosine(step: int, steps: int) -> float:
 
 
 SETTINGS: dict[str, Setting] = {
-    "lr0.05-constant-blur0.5": Setting(0.05, constant, 0.5),
-    "lr0.05-cosine-blur0.5": Setting(0.05, cosine, 0.5, depends_on_steps=True),
-    "lr0.1-constant-blur0.5": Setting(0.1, constant, 0.5),
-    "lr0.1-constant": Setting(0.1, constant, 0.0),
-    "lr0.1-held64-power1-blur0.5": Setting(0.1, held(64, 1.0), 0.5),
-    "lr0.1-held64-power2-blur0.5": Setting(0.1, held(64, 2.0), 0.5),
-    "lr0.1-held64-power1": Setting(0.1, held(64, 1.0), 0.0),
-    "lr0.1-held64-power1.5": Setting(0.1, held(64, 1.5), 0.0),
-    "default": Setting(0.1, held(64, 2.0), 0.0),  # lr0.1-held64-power2, no blur: render_vis's defaults
-    "lr0.1-held128-power2": Setting(0.1, held(128, 2.0), 0.0),
+    # the previous default: Adam 0.05 along a half cosine to 0.01 at the run's last step, blur, decay 1.25
+    "lr0.05-cosine-blur-decay1.25": Setting(0.05, cosine, 0.5, 1.25, depends_on_steps=True),
+    "lr0.1-held64-power2-decay1.25": Setting(0.1, held(64, 2.0), 0.0, 1.25),
+    "lr0.1-held64-power2-blur-decay1.25": Setting(0.1, held(64, 2.0), 0.5, 1.25),
+    "lr0.1-held64-power2-decay1.4": Setting(0.1, held(64, 2.0), 0.0, 1.4),
+    # render_vis's defaults: Adam 0.1 held for 64 steps then (64 / step) ** 2, blur up to half a pixel, decay 1.4
+    "default": Setting(0.1, held(64, 2.0), 0.5, 1.4),
 }
 
 
@@ -99,12 +94,12 @@ def render(
 
         options = {
             "optimizer": optimizer,
-            "transforms": featvis.transforms.standard(blur=(0.0, setting.blur) if setting.blur else 0.0),
+            "transforms": featvis.transforms.standard(blur=(0.0, setting.blur) if setting.blur else 0),
         }
     result = featvis.render_vis(
         model,
         objective,
-        featvis.param.image(32, batch=len(classes)),
+        featvis.param.image(32, batch=len(classes), decay=setting.decay),
         steps=steps,
         thresholds=thresholds,
         seed=seed,

@@ -56,9 +56,7 @@ def test_trained_unit_rises_well_above_its_start(resnet20: nn.Module) -> None:
         reached = resnet20.layer3(
             resnet20.layer2(resnet20.layer1(torch.relu(resnet20.bn1(resnet20.conv1(pre(result.images))))))
         )
-        grey = resnet20.layer3(
-            resnet20.layer2(resnet20.layer1(torch.relu(resnet20.bn1(resnet20.conv1(pre(start))))))
-        )
+        grey = resnet20.layer3(resnet20.layer2(resnet20.layer1(torch.relu(resnet20.bn1(resnet20.conv1(pre(start)))))))
     assert reached[:, 11].mean() > 5 * max(grey[:, 11].mean().item(), 0.1)
 
 

@@ -67,9 +67,10 @@ IMAGENET_COLOR_MEAN: tuple[float, float, float] = (0.48, 0.46, 0.41)
 
 OutputKind = Literal["sigmoid", "clamp"]
 # The default 1/f exponent. Lucid uses 1.0; 1.25 gave CIFAR-10 class images that stay
-# recognisable under blur and down-and-up resizing, with a natural spectral slope, and
-# pictures at 224 as clear as with 1.0 (benchmarks/quality.py, docs/benchmarks.md).
-DEFAULT_DECAY = 1.25
+# recognisable under blur and down-and-up resizing, with pictures at 224 as clear as with 1.0;
+# with render_vis's learning rate of 0.1, 1.4 keeps the spectral slope natural over a whole run
+# (benchmarks/quality.py, benchmarks/schedules.py, docs/benchmarks.md).
+DEFAULT_DECAY = 1.4
 
 
 def _check_size(batch: int, channels: int, height: int, width: int) -> None:
