@@ -331,7 +331,7 @@ def test_black_boxed_resnet20_class_logit_rises(resnet20: nn.Module, model_state
         O.class_logit("linear", car),
         image,
         optimizer=EvolutionStrategy,  # its defaults: 8 evaluations per step
-        steps=64,
+        steps=128,
         preprocess=quantised,
         seed=0,
         progress=False,
