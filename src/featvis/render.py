@@ -816,7 +816,9 @@ def render_vis(
         seed: seeds torch's generators for this run (the caller's random state is
             restored afterwards), so that a CPU run repeats exactly. A ``param``
             you pass was drawn when you made it: call ``torch.manual_seed`` before
-            making it too, or leave ``param`` out and give ``size``.
+            making it too, or leave ``param`` out and give ``size``. The run's
+            generators get ``seed`` mixed, so its random transforms never replay
+            the numbers that ``torch.manual_seed(seed)`` gave your starting image.
         progress: show a tqdm progress bar (a widget in notebooks).
         size: image size ``H`` or ``(H, W)`` when ``param`` is not given
             (default: the model's usual input size, or 224).
