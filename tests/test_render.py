@@ -324,3 +324,19 @@ def test_a_run_of_k_steps_gives_the_picture_a_longer_run_shows_at_step_k() -> No
     longer = featvis.render_vis(model, "conv:1", size=12, steps=90, thresholds=[70], seed=3, progress=False)
     assert torch.equal(short.images, longer.snapshots[70])
     assert torch.equal(short.losses, longer.losses[:70])
+
+
+def test_a_run_seed_is_mixed_and_a_start_image_seed_is_not() -> None:
+    import numpy as np
+
+    from featvis.render import _run_seed, _seeded
+
+    cpu = torch.device("cpu")
+    torch.manual_seed(5)
+    plain = torch.rand(4)
+    with _seeded(5, cpu, mix=False):  # a starting image: the numbers torch.manual_seed(5) gives
+        start = torch.rand(4)
+    with _seeded(5, cpu):  # a run: other numbers, so its transforms do not replay the start image's
+        run = torch.rand(4)
+    assert torch.equal(start, plain) and not torch.equal(run, plain)
+    assert _run_seed(np.int64(5)) == _run_seed(5) and 0 <= _run_seed(-7) < 2**63

@@ -631,3 +631,20 @@ def test_random_affine_follows_its_settings_when_they_change() -> None:
     affine.degrees = 30.0  # a changed setting is not hidden by the ranges kept for this size
     large = decompose(affine.sample_matrices(images), 16, 16)[3].abs().max()
     assert float(small) <= math.radians(1) + 1e-6 and float(large) > math.radians(25)
+
+
+def test_random_affine_copies_leave_their_kept_ranges_behind() -> None:
+    import copy
+    import io
+
+    affine = T.RandomAffine(degrees=10)
+    affine(torch.rand(2, 3, 8, 8))
+    assert affine._range_cache
+    assert copy.deepcopy(affine)._range_cache == {}
+    buffer = io.BytesIO()
+    torch.save(affine, buffer)
+    buffer.seek(0)
+    loaded = torch.load(buffer, weights_only=False)
+    assert loaded._range_cache == {}
+    del loaded.__dict__["_range_cache"]  # as an object saved before the cache existed
+    assert loaded(torch.rand(1, 3, 8, 8)).shape == (1, 3, 8, 8)

@@ -478,7 +478,7 @@ def _run_render(args: argparse.Namespace, model: nn.Module) -> int:
     objective, labels = _objectives(args, model)
     height, width = _size_pair(args.size if args.size is not None else default_input_size(model))
     device = next((t.device for t in [*model.parameters(), *model.buffers()]), torch.device("cpu"))
-    with _seeded(args.seed, device):
+    with _seeded(args.seed, device, mix=False):  # the start image; render_vis mixes the run's seed
         param = make_image(width, height, batch=len(labels), channels=default_input_channels(model))
     result = render_vis(model, objective, param, steps=args.steps, seed=args.seed, progress=args.progress)
     written = _save_render(result, labels, output, args)

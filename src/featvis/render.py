@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import io
 import math
+import operator
 import os
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -481,18 +482,23 @@ def _run_seed(seed: int) -> int:
         >>> _run_seed(0) != 0 and _run_seed(0) != _run_seed(1)
         True
     """
-    return (seed * 0x9E3779B97F4A7C15 + 0x632BE59BD9B4E019) % 2**63
+    return (operator.index(seed) * 0x9E3779B97F4A7C15 + 0x632BE59BD9B4E019) % 2**63
 
 
 @contextlib.contextmanager
-def _seeded(seed: int | None, device: torch.device) -> Iterator[None]:
-    """Seed torch's generators inside (with :func:`_run_seed`), and give the caller's states back after."""
+def _seeded(seed: int | None, device: torch.device, mix: bool = True) -> Iterator[None]:
+    """Seed torch's generators inside, and give the caller's states back after.
+
+    ``mix=True`` (a run) seeds with :func:`_run_seed`; ``mix=False`` (a starting image drawn
+    before a run) with ``seed`` itself, as ``torch.manual_seed(seed)`` would, so that the run's
+    draws do not replay the image's.
+    """
     if seed is None:
         yield
         return
     devices = [device.index or 0] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(_run_seed(seed))
+        torch.manual_seed(_run_seed(seed) if mix else operator.index(seed))
         yield
 
 
@@ -1090,7 +1096,7 @@ def render_channels(
             chunk = units[start : start + batch_size]
             chunk_seed = None if seed is None else seed + chunk_index
             objective = Objective.sum(make_unit(layer, u, i) for i, u in enumerate(chunk))
-            with _seeded(chunk_seed, device):
+            with _seeded(chunk_seed, device, mix=False):  # the start image; the run mixes its seed
                 chunk_param = (
                     param(len(chunk))
                     if param

@@ -237,7 +237,8 @@ class RandomAffine(nn.Module):
         low, high = self.scale
         radians = math.radians(self.degrees)
         key = (height, width, device, shift, low, high, radians)
-        ranges = None if torch.compiler.is_compiling() else self._range_cache.get(key)
+        cache = self.__dict__.setdefault("_range_cache", {})  # (absent from an object saved before it existed)
+        ranges = None if torch.compiler.is_compiling() else cache.get(key)
         if ranges is None:
             with torch.inference_mode(False):
                 ranges = (
@@ -245,10 +246,14 @@ class RandomAffine(nn.Module):
                     torch.tensor([4 * shift / width, 4 * shift / height, high - low, 2 * radians], device=device),
                 )
             if not torch.compiler.is_compiling():
-                if len(self._range_cache) >= _CENTRES_KEPT:
-                    self._range_cache.clear()
-                self._range_cache[key] = ranges
+                if len(cache) >= _CENTRES_KEPT:
+                    cache.clear()
+                cache[key] = ranges
         return ranges
+
+    def __getstate__(self) -> dict[str, object]:
+        # a saved or copied transform leaves its kept ranges behind (they may sit on a GPU)
+        return {**self.__dict__, "_range_cache": {}}
 
     def forward(self, images: Tensor) -> Tensor:
         _check_images(images)
