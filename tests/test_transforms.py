@@ -615,9 +615,9 @@ def test_the_affine_grid_cache_keeps_few_small_ordinary_tensors(monkeypatch: pyt
     )
     assert torch.autograd.gradcheck(lambda m: T._affine_grid(m, 3, 4), (matrices,))
     grid.sum().backward()
-    for size in range(1, T._CENTRES_KEPT + 2):  # more sizes than it keeps: cleared, then filled again
+    for size in range(1, T._KEPT + 2):  # more sizes than it keeps: cleared, then filled again
         T._affine_grid(matrices.detach(), size, 2)
-        assert len(T._CENTRES) <= T._CENTRES_KEPT
+        assert len(T._CENTRES) <= T._KEPT
     T._CENTRES.clear()
     side = int(T._CENTRES_LARGEST**0.5) + 1
     T._affine_grid(torch.eye(2, 3)[None], side, side)  # a large image's centres are not kept

@@ -890,7 +890,7 @@ def render_vis(
         if not parameters:
             raise ValueError("the parameterisation has no parameters that require gradients")
         opt = _make_optimizer(optimizer, parameters)
-        # the default optimiser's learning rate decays over the run; an optimiser you pass is left as it is
+        # the default optimiser's learning rate follows the step (_default_lr_factor); one you pass is left alone
         schedule = torch.optim.lr_scheduler.LambdaLR(opt, _default_lr_factor) if optimizer is None else None
 
         def forward(capture: ActivationCapture, probe: Tensor | None = None, redirect: bool = False) -> Any:

@@ -22,8 +22,8 @@ Example:
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from typing import Literal, Union
+from collections.abc import Callable, Sequence
+from typing import Any, Literal, TypeVar, Union
 
 import torch
 import torch.nn.functional as F
@@ -112,26 +112,37 @@ def _pixel_centres(height: int, width: int, device: torch.device, dtype: torch.d
     ).view(-1, 3)
 
 
-#: pixel centres by (height, width, device, dtype), for _affine_grid: at most _CENTRES_KEPT sizes, none larger
-#: than _CENTRES_LARGEST pixels (a large image's grid costs little beside its transform)
+#: small tensors the transforms keep between steps, per cache: at most this many entries
+_KEPT = 16
+#: pixel centres by (height, width, device, dtype), for _affine_grid; none larger than _CENTRES_LARGEST
+#: pixels (a large image's grid costs little beside its transform)
 _CENTRES: dict[tuple[int, int, torch.device, torch.dtype], Tensor] = {}
-_CENTRES_KEPT = 16
 _CENTRES_LARGEST = 512 * 512
+
+_Kept = TypeVar("_Kept")
+
+
+def _kept(cache: dict[Any, _Kept], key: Any, device: torch.device, make: Callable[[], _Kept]) -> _Kept:
+    """``make()``, kept in ``cache`` under ``key`` where that is safe: not while compiling (the compiler
+    folds the constant) or capturing a CUDA graph, at most ``_KEPT`` entries, made outside inference mode
+    (so that autograd can use it later)."""
+    capturing = device.type == "cuda" and torch.cuda.is_current_stream_capturing()
+    if torch.compiler.is_compiling() or capturing:
+        return make()
+    value = cache.get(key)
+    if value is None:
+        if len(cache) >= _KEPT:
+            cache.clear()
+        with torch.inference_mode(False):
+            value = cache.setdefault(key, make())
+    return value
 
 
 def _centres(height: int, width: int, device: torch.device, dtype: torch.dtype) -> Tensor:
-    """The pixel centres for :func:`_affine_grid`, from the cache when it is safe to keep them."""
-    capturing = device.type == "cuda" and torch.cuda.is_current_stream_capturing()
-    if torch.compiler.is_compiling() or capturing or height * width > _CENTRES_LARGEST:
-        return _pixel_centres(height, width, device, dtype)  # (under compile: a constant the compiler folds)
-    key = (height, width, device, dtype)
-    centres = _CENTRES.get(key)
-    if centres is None:
-        if len(_CENTRES) >= _CENTRES_KEPT:
-            _CENTRES.clear()
-        with torch.inference_mode(False):  # an ordinary tensor, usable later with autograd
-            centres = _CENTRES.setdefault(key, _pixel_centres(height, width, device, dtype))
-    return centres
+    """The pixel centres for :func:`_affine_grid`, kept for small images."""
+    if height * width > _CENTRES_LARGEST:
+        return _pixel_centres(height, width, device, dtype)
+    return _kept(_CENTRES, (height, width, device, dtype), device, lambda: _pixel_centres(height, width, device, dtype))
 
 
 def _affine_grid(matrices: Tensor, height: int, width: int) -> Tensor:
@@ -236,20 +247,16 @@ class RandomAffine(nn.Module):
         shift = _to_pixels(self.translate, height, width)
         low, high = self.scale
         radians = math.radians(self.degrees)
-        key = (height, width, device, shift, low, high, radians)
         cache = self.__dict__.setdefault("_range_cache", {})  # (absent from an object saved before it existed)
-        ranges = None if torch.compiler.is_compiling() else cache.get(key)
-        if ranges is None:
-            with torch.inference_mode(False):
-                ranges = (
-                    torch.tensor([-2 * shift / width, -2 * shift / height, low, -radians], device=device),
-                    torch.tensor([4 * shift / width, 4 * shift / height, high - low, 2 * radians], device=device),
-                )
-            if not torch.compiler.is_compiling():
-                if len(cache) >= _CENTRES_KEPT:
-                    cache.clear()
-                cache[key] = ranges
-        return ranges
+        return _kept(
+            cache,
+            (height, width, device, shift, low, high, radians),
+            device,
+            lambda: (
+                torch.tensor([-2 * shift / width, -2 * shift / height, low, -radians], device=device),
+                torch.tensor([4 * shift / width, 4 * shift / height, high - low, 2 * radians], device=device),
+            ),
+        )
 
     def __getstate__(self) -> dict[str, object]:
         # a saved or copied transform leaves its kept ranges behind (they may sit on a GPU)
