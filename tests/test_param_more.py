@@ -23,6 +23,7 @@ from featvis.param import (
     natural_amplitude_spectrum,
     power_law_amplitude,
 )
+from featvis.param.interpolation import frame_weights
 
 SIZES = [(8, 8), (7, 9), (6, 5), (16, 12), (5, 16)]
 
@@ -294,10 +295,10 @@ def test_maco_errors():
 
 
 def test_frame_weights_blend_linearly_from_end_to_end():
-    weights = param._frame_weights(2, 5)
+    weights = frame_weights(2, 5)
     np.testing.assert_allclose(weights.numpy(), [[1, 0], [0.75, 0.25], [0.5, 0.5], [0.25, 0.75], [0, 1]])
-    np.testing.assert_allclose(param._frame_weights(1, 4).numpy(), np.ones((4, 1)))
-    np.testing.assert_allclose(param._frame_weights(3, 3).numpy(), np.eye(3))
+    np.testing.assert_allclose(frame_weights(1, 4).numpy(), np.ones((4, 1)))
+    np.testing.assert_allclose(frame_weights(3, 3).numpy(), np.eye(3))
 
 
 def test_interpolation_frames_are_unique_plus_blended_shared_parts():

@@ -1,0 +1,440 @@
+"""The whole parameterisation: :class:`Image` (basis, then colour, then output) and its factories.
+
+:func:`image` builds the usual one in one call, from a basis named, a basis class or a basis
+module (see :class:`~featvis.param.Basis`); :func:`laplacian_pyramid`, :func:`lowres_image`,
+:func:`maco` and :func:`interpolation_image` build the others with their own settings.
+
+Example:
+    >>> from featvis.param import image
+    >>> image(16, batch=2)().shape
+    torch.Size([2, 3, 16, 16])
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Sequence
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+
+from .basis import check_size
+from .color import ColorDecorrelation, OutputKind, make_decorrelation
+from .interpolation import DEFAULT_SHARED, InterpolationImage
+from .magnitude import MACO_PHASE_SCALE, MacoImage, power_law_amplitude
+from .spatial import DEFAULT_DECAY, FourierImage, LaplacianPyramidImage, LowResImage, PixelImage, UpsampleMode
+
+__all__ = [
+    "BasisKind",
+    "Image",
+    "image",
+    "interpolation_image",
+    "laplacian_pyramid",
+    "lowres_image",
+    "maco",
+]
+
+#: The built-in bases :func:`image` knows by name.
+BasisKind = Literal["fourier", "pixel", "laplacian", "lowres", "maco"]
+#: What ``basis`` may be, in the words of the errors.
+_ACCEPTED = (
+    "'fourier', 'pixel', 'laplacian', 'lowres' or 'maco', a basis class (called as cls(batch, channels, "
+    "height, width)) or a basis module (an nn.Module whose forward() returns (N, C, H, W) images)"
+)
+
+
+class Image(nn.Module):
+    """A complete parameterisation: basis, colour decorrelation and output function.
+
+    Calling it returns images of shape ``(N, C, H, W)`` with values in [0, 1].
+
+    Args:
+        basis: a :class:`PixelImage`, :class:`FourierImage` or any module following the
+            :class:`~featvis.param.Basis` protocol: a ``forward()`` returning an unbounded
+            ``(N, C, H, W)`` tensor (and, to support :meth:`set_image`, a ``set_raw(raw)`` method).
+        decorrelation: a :class:`ColorDecorrelation`, or ``None`` for none.
+        output: ``"sigmoid"`` squashes smoothly into (0, 1); ``"clamp"`` adds the
+            mean colour and clamps to [0, 1], letting gradients through unchanged.
+
+    Example:
+        >>> p = Image(FourierImage(1, 3, 16, 16), ColorDecorrelation())
+        >>> images = p().detach()
+        >>> float(images.min()) >= 0 and float(images.max()) <= 1
+        True
+    """
+
+    def __init__(
+        self,
+        basis: nn.Module,
+        decorrelation: ColorDecorrelation | None = None,
+        output: OutputKind = "sigmoid",
+    ) -> None:
+        super().__init__()
+        if output not in ("sigmoid", "clamp"):
+            raise ValueError(f"output must be 'sigmoid' or 'clamp', got {output!r}")
+        self.basis = basis
+        self.decorrelation = decorrelation
+        self.output = output
+        shape = tuple(basis().shape)
+        if len(shape) != 4:
+            raise ValueError(f"the basis must return (N, C, H, W) images, got shape {shape}")
+        self.shape: tuple[int, int, int, int] = shape  # type: ignore[assignment]
+        if decorrelation is not None and decorrelation.channels != shape[1]:
+            raise ValueError(
+                f"the colour decorrelation works on {decorrelation.channels} channels but the image has {shape[1]}"
+            )
+
+    @property
+    def batch(self) -> int:
+        """Number of images."""
+        return self.shape[0]
+
+    @property
+    def channels(self) -> int:
+        """Number of channels of each image."""
+        return self.shape[1]
+
+    @property
+    def height(self) -> int:
+        """Image height in pixels."""
+        return self.shape[2]
+
+    @property
+    def width(self) -> int:
+        """Image width in pixels."""
+        return self.shape[3]
+
+    def _mean(self, like: Tensor) -> Tensor:
+        if self.decorrelation is not None:
+            mean = self.decorrelation.mean
+        else:
+            mean = torch.full((self.channels,), 0.5, device=like.device)
+        return mean.to(like)[None, :, None, None]
+
+    def forward(self) -> Tensor:
+        raw = self.basis()
+        colours = self.decorrelation(raw) if self.decorrelation is not None else raw
+        if self.output == "sigmoid":
+            return torch.sigmoid(colours)
+        shifted = colours + self._mean(colours)
+        # straight-through clamp: valid values forward, the raw gradient backward
+        return shifted + (shifted.clamp(0.0, 1.0) - shifted).detach()
+
+    @torch.no_grad()
+    def set_image(self, images: Tensor) -> None:
+        """Set the parameters so that the parameterisation returns ``images``.
+
+        ``images`` has values in [0, 1] and shape ``(N, C, H, W)``, or ``(C, H, W)``
+        to use one image for every batch element. With ``output="sigmoid"``, values
+        are kept a little inside (0, 1) so that they stay reachable.
+
+        Example:
+            >>> p = image(8, batch=1)
+            >>> target = torch.rand(1, 3, 8, 8) * 0.8 + 0.1
+            >>> p.set_image(target); bool(torch.allclose(p(), target, atol=1e-3))
+            True
+        """
+        device = next(iter(self.parameters())).device
+        images = torch.as_tensor(images, dtype=torch.float32, device=device)
+        given = tuple(images.shape)
+        if images.ndim == 3:
+            images = images[None]
+        if images.ndim != 4 or images.shape[1:] != torch.Size(self.shape[1:]) or images.shape[0] not in (1, self.batch):
+            raise ValueError(
+                f"the starting image must have shape ({self.batch}, {self.channels}, {self.height}, {self.width}) "
+                f"or ({self.channels}, {self.height}, {self.width}) to match this parameterisation, got {given}"
+            )
+        images = images.expand(self.batch, -1, -1, -1)
+        if self.output == "sigmoid":
+            colours = torch.logit(images.clamp(1e-3, 1 - 1e-3))
+        else:
+            colours = images - self._mean(images)
+        raw = self.decorrelation.inverse(colours) if self.decorrelation is not None else colours
+        set_raw = getattr(self.basis, "set_raw", None)
+        if set_raw is None:
+            raise TypeError(f"{type(self.basis).__name__} has no set_raw(raw) method to start from an image")
+        set_raw(raw)
+
+
+def _options_taken(signature: inspect.Signature | None, options: dict[str, object]) -> dict[str, object]:
+    """The ``options`` that ``cls``'s signature has an argument for (all of them if it has ``**kwargs``)."""
+    if signature is None:
+        return {}
+    arguments = signature.parameters.values()
+    if any(argument.kind is inspect.Parameter.VAR_KEYWORD for argument in arguments):
+        return dict(options)
+    named = {
+        argument.name
+        for argument in arguments
+        if argument.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    }
+    return {name: value for name, value in options.items() if name in named}
+
+
+def _basis_from_class(cls: type, batch: int, channels: int, height: int, width: int, **options: object) -> nn.Module:
+    """``cls(batch, channels, height, width, **options)``, with only the options its signature takes."""
+    if not issubclass(cls, nn.Module):
+        raise TypeError(f"a basis class must be a subclass of torch.nn.Module, got {cls.__name__}")
+    try:
+        signature: inspect.Signature | None = inspect.signature(cls)
+    except (TypeError, ValueError):
+        signature = None
+    taken = _options_taken(signature, options)
+    if signature is not None:
+        try:
+            signature.bind(batch, channels, height, width, **taken)
+        except TypeError as error:
+            raise TypeError(
+                f"a basis class is called as cls(batch, channels, height, width), but {cls.__name__}{signature} "
+                f"does not take that: {error}"
+            ) from None
+    return cls(batch, channels, height, width, **taken)
+
+
+def _check_basis_size(basis: nn.Module, batch: int, channels: int, height: int, width: int) -> None:
+    """Raise a ``ValueError`` saying which size differs if ``basis()`` is not ``(batch, channels, height, width)``."""
+    with torch.no_grad():
+        made = basis()
+    if not isinstance(made, Tensor):
+        raise TypeError(f"the basis must return a tensor of (N, C, H, W) images, got a {type(made).__name__}")
+    shape = tuple(made.shape)
+    if len(shape) != 4:
+        raise ValueError(f"the basis must return (N, C, H, W) images, got shape {shape}")
+    differs = [
+        words
+        for got, asked, words in (
+            (shape[0], batch, f"it makes {shape[0]} images but batch={batch}"),
+            (shape[1], channels, f"it has {shape[1]} channels but channels={channels}"),
+            (shape[2], height, f"it is {shape[2]} pixels high but h={height}"),
+            (shape[3], width, f"it is {shape[3]} pixels wide but w={width}"),
+        )
+        if got != asked
+    ]
+    if differs:
+        raise ValueError(
+            f"the basis {type(basis).__name__} does not make the images asked for: {'; '.join(differs)} "
+            "(give image() the basis's sizes, or build the basis with these)"
+        )
+
+
+def image(
+    w: int,
+    h: int | None = None,
+    batch: int = 1,
+    channels: int = 3,
+    fft: bool = True,
+    decorrelate: bool = True,
+    *,
+    decay: float = DEFAULT_DECAY,
+    sd: float = 0.01,
+    output: OutputKind = "sigmoid",
+    init: Tensor | None = None,
+    basis: BasisKind | type[nn.Module] | nn.Module | None = None,
+) -> Image:
+    """Build the usual parameterisation in one call.
+
+    Args:
+        w: width in pixels.
+        h: height in pixels (defaults to ``w``).
+        batch: number of images.
+        channels: channels per image (1 for grayscale, 3 for RGB, or more).
+        fft: use the Fourier basis (:class:`FourierImage`) instead of pixels.
+        decorrelate: use a :class:`ColorDecorrelation` (ImageNet's for 3 channels,
+            the identity for other counts).
+        decay: ``1/f`` exponent of the Fourier basis.
+        sd: standard deviation of the random start.
+        output: ``"sigmoid"`` or ``"clamp"``.
+        init: optional starting image(s) in [0, 1], ``(N, C, H, W)`` or ``(C, H, W)``,
+            instead of noise.
+        basis: the basis instead of ``fft`` (see :class:`~featvis.param.Basis`). A name:
+            ``"fourier"``, ``"pixel"``, ``"laplacian"`` (:class:`LaplacianPyramidImage`),
+            ``"lowres"`` (:class:`LowResImage`, 4 times smaller) or ``"maco"``
+            (:class:`MacoImage`, with :func:`power_law_amplitude`), each with its defaults
+            (:func:`laplacian_pyramid`, :func:`lowres_image` and :func:`maco` take their own
+            settings). A class, your own or a built-in one: called as
+            ``cls(batch, channels, h, w)``, with ``sd=`` and ``decay=`` too if its signature
+            takes them. A module already built: used as it is; it must return
+            ``(batch, channels, h, w)`` images, else a ``ValueError`` says which size differs.
+
+    Example:
+        >>> p = image(64, 48, batch=4, channels=1)
+        >>> p().shape
+        torch.Size([4, 1, 48, 64])
+        >>> type(image(32, basis="laplacian").basis).__name__
+        'LaplacianPyramidImage'
+        >>> image(32, batch=2, basis=LowResImage)().shape  # a class: made at this size
+        torch.Size([2, 3, 32, 32])
+        >>> image(32, basis=PixelImage(1, 3, 32, 32)).basis.pixels.shape  # a module: used as it is
+        torch.Size([1, 3, 32, 32])
+    """
+    h = w if h is None else h
+    check_size(batch, channels, h, w)
+    kind = basis if basis is not None else ("fourier" if fft else "pixel")
+    chosen: nn.Module
+    if isinstance(kind, str):
+        if kind == "fourier":
+            chosen = FourierImage(batch, channels, h, w, decay=decay, sd=sd)
+        elif kind == "pixel":
+            chosen = PixelImage(batch, channels, h, w, sd=sd)
+        elif kind == "laplacian":
+            chosen = LaplacianPyramidImage(batch, channels, h, w, decay=decay, sd=sd)
+        elif kind == "lowres":
+            chosen = LowResImage(batch, channels, h, w, sd=sd)
+        elif kind == "maco":
+            amplitude = power_law_amplitude(h, w, channels, decorrelate=decorrelate, output=output)
+            chosen = MacoImage(batch, channels, h, w, amplitude)
+        else:
+            raise ValueError(f"basis must be {_ACCEPTED}, got {basis!r}")
+    elif inspect.isclass(kind):
+        chosen = _basis_from_class(kind, batch, channels, h, w, sd=sd, decay=decay)
+        _check_basis_size(chosen, batch, channels, h, w)
+    elif isinstance(kind, nn.Module):
+        chosen = kind
+        _check_basis_size(chosen, batch, channels, h, w)
+    else:
+        raise TypeError(f"basis must be {_ACCEPTED}, got {kind!r} of type {type(kind).__name__}")
+    decorrelation = None
+    if decorrelate:
+        decorrelation = ColorDecorrelation() if channels == 3 else ColorDecorrelation.identity(channels)
+    result = Image(chosen, decorrelation, output=output)
+    if init is not None:
+        result.set_image(init)
+    return result
+
+
+# ---- factories for the other bases ----------------------------------------------------------
+def _finish(basis: nn.Module, decorrelate: bool | ColorDecorrelation, output: OutputKind, init: Tensor | None) -> Image:
+    decorrelation = make_decorrelation(decorrelate, int(basis().shape[1]))
+    result = Image(basis, decorrelation, output=output)
+    if init is not None:
+        result.set_image(init)
+    return result
+
+
+def laplacian_pyramid(
+    w: int,
+    h: int | None = None,
+    batch: int = 1,
+    channels: int = 3,
+    decorrelate: bool | ColorDecorrelation = True,
+    *,
+    levels: int | None = None,
+    decay: float = DEFAULT_DECAY,
+    sd: float = 0.01,
+    mode: UpsampleMode = "bilinear",
+    output: OutputKind = "sigmoid",
+    init: Tensor | None = None,
+) -> Image:
+    """A :class:`LaplacianPyramidImage` with colour decorrelation and an output function.
+
+    Arguments as in :func:`image` and :class:`LaplacianPyramidImage`; ``decorrelate`` may
+    also be your own :class:`ColorDecorrelation`.
+
+    Example:
+        >>> p = laplacian_pyramid(32, batch=2, levels=4)
+        >>> p().shape, len(p.basis.tensors)
+        (torch.Size([2, 3, 32, 32]), 4)
+    """
+    h = w if h is None else h
+    basis = LaplacianPyramidImage(batch, channels, h, w, levels=levels, decay=decay, sd=sd, mode=mode)
+    return _finish(basis, decorrelate, output, init)
+
+
+def lowres_image(
+    w: int,
+    h: int | None = None,
+    batch: int = 1,
+    channels: int = 3,
+    decorrelate: bool | ColorDecorrelation = True,
+    *,
+    low: int | tuple[int, int] | None = None,
+    factor: float | None = None,
+    mode: UpsampleMode = "bilinear",
+    sd: float = 0.01,
+    output: OutputKind = "sigmoid",
+    init: Tensor | None = None,
+) -> Image:
+    """A :class:`LowResImage` (a small tensor upsampled) with colour decorrelation and an output function.
+
+    Example:
+        >>> p = lowres_image(32, factor=8)
+        >>> p.basis.low.shape[-2:], p().shape[-2:]
+        (torch.Size([4, 4]), torch.Size([32, 32]))
+    """
+    h = w if h is None else h
+    basis = LowResImage(batch, channels, h, w, low=low, factor=factor, mode=mode, sd=sd)
+    return _finish(basis, decorrelate, output, init)
+
+
+def maco(
+    w: int,
+    h: int | None = None,
+    batch: int = 1,
+    channels: int = 3,
+    spectrum: Tensor | None = None,
+    decorrelate: bool | ColorDecorrelation = True,
+    *,
+    output: OutputKind = "sigmoid",
+    phase_scale: float = MACO_PHASE_SCALE,
+    init: Tensor | None = None,
+) -> Image:
+    """A MACO parameterisation (:class:`MacoImage`): learnt phase, fixed natural amplitude.
+
+    Args:
+        w, h, batch, channels: as in :func:`image`.
+        spectrum: the fixed amplitude, ``(C, H, W // 2 + 1)``: from
+            ``natural_amplitude_spectrum(your_images, (h, w), decorrelate=..., output=...)``
+            with the same ``decorrelate`` and ``output``; default
+            :func:`power_law_amplitude` (no data needed).
+        decorrelate: ``True`` (ImageNet's for 3 channels), ``False``, or a :class:`ColorDecorrelation`.
+        output: ``"sigmoid"`` or ``"clamp"``.
+        phase_scale: see :class:`MacoImage`.
+        init: optional starting image(s); only their phase is kept (see :meth:`MacoImage.set_raw`).
+
+    Example:
+        >>> p = maco(32, batch=2)
+        >>> p().shape
+        torch.Size([2, 3, 32, 32])
+    """
+    h = w if h is None else h
+    check_size(batch, channels, h, w)
+    if spectrum is None:
+        plain = decorrelate is False or (decorrelate is True and channels != 3)
+        spectrum = power_law_amplitude(h, w, channels, decorrelate=not plain, output=output)
+    basis = MacoImage(batch, channels, h, w, spectrum, phase_scale=phase_scale)
+    return _finish(basis, decorrelate, output, init)
+
+
+def interpolation_image(
+    w: int,
+    h: int | None = None,
+    frames: int = 6,
+    channels: int = 3,
+    decorrelate: bool | ColorDecorrelation = True,
+    *,
+    shared: Sequence[tuple[int, int]] = DEFAULT_SHARED,
+    decay: float = DEFAULT_DECAY,
+    sd: float = 0.01,
+    mode: UpsampleMode = "bilinear",
+    shared_weight: float = 3.0,
+    output: OutputKind = "sigmoid",
+) -> Image:
+    """Frames for an interpolation between two units, with low-resolution parts shared between neighbours.
+
+    Use it with :func:`featvis.objectives.channel_interpolate` (frame ``i`` of ``frames``
+    blends from the first unit to the second) so that consecutive frames stay aligned. See
+    :class:`InterpolationImage`.
+
+    Example:
+        >>> from featvis import objectives
+        >>> p = interpolation_image(32, frames=5)
+        >>> objective = objectives.channel_interpolate("layer3", 1, "layer3", 9)
+        >>> p().shape
+        torch.Size([5, 3, 32, 32])
+    """
+    h = w if h is None else h
+    basis = InterpolationImage(
+        frames, channels, h, w, shared=shared, decay=decay, sd=sd, mode=mode, shared_weight=shared_weight
+    )
+    return _finish(basis, decorrelate, output, None)
