@@ -29,7 +29,7 @@ def main() -> None:
 
     model = featvis.models.cifar10_resnet20(model_dir=args.weights_dir)
     layer, (a, b) = args.layer, args.units
-    width = featvis.render._layer_width(model, layer, (32, 32), 3, None)
+    width = featvis.probe.layer_width(model, featvis.LayerRef(layer), (32, 32), 3, None)
     mix = torch.zeros(width)
     mix[a] = mix[b] = 1.0
     # image i of one batch maximises objective i

@@ -60,6 +60,7 @@ def test_trained_unit_rises_well_above_its_start(resnet20: nn.Module) -> None:
     assert reached[:, 11].mean() > 5 * max(grey[:, 11].mean().item(), 0.1)
 
 
+@pytest.mark.slow
 def test_class_visualisations_transfer_to_another_network(resnet20: nn.Module, resnet32: nn.Module) -> None:
     classes = [2, 6, 8]
     objective = sum(O.class_logit("linear", c, batch=i) for i, c in enumerate(classes))
@@ -329,14 +330,14 @@ def test_a_run_of_k_steps_gives_the_picture_a_longer_run_shows_at_step_k() -> No
 def test_a_run_seed_is_mixed_and_a_start_image_seed_is_not() -> None:
     import numpy as np
 
-    from featvis.render import _run_seed, _seeded
+    from featvis.state import run_seed, seeded
 
     cpu = torch.device("cpu")
     torch.manual_seed(5)
     plain = torch.rand(4)
-    with _seeded(5, cpu, mix=False):  # a starting image: the numbers torch.manual_seed(5) gives
+    with seeded(5, cpu, mix=False):  # a starting image: the numbers torch.manual_seed(5) gives
         start = torch.rand(4)
-    with _seeded(5, cpu):  # a run: other numbers, so its transforms do not replay the start image's
+    with seeded(5, cpu):  # a run: other numbers, so its transforms do not replay the start image's
         run = torch.rand(4)
     assert torch.equal(start, plain) and not torch.equal(run, plain)
-    assert _run_seed(np.int64(5)) == _run_seed(5) and 0 <= _run_seed(-7) < 2**63
+    assert run_seed(np.int64(5)) == run_seed(5) and 0 <= run_seed(-7) < 2**63

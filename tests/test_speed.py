@@ -19,8 +19,9 @@ from torch import nn
 
 import featvis
 from featvis import objectives as O
+from featvis.batching import CPU_BATCH_LIMIT, auto_batch_size, saved_bytes
 from featvis.hooks import ActivationCapture
-from featvis.render import CPU_BATCH_LIMIT, _flushing_denormals, _saved_bytes, auto_batch_size
+from featvis.state import flushing_denormals
 
 if TYPE_CHECKING:
     from conftest import ModelState
@@ -57,8 +58,8 @@ def default_means(resnet20: nn.Module) -> torch.Tensor:
     [
         {"channels_last": True},
         {"autocast": torch.bfloat16},
-        {"compile": {"backend": "aot_eager"}},
-        {"compile": {"backend": "aot_eager"}, "channels_last": True},
+        pytest.param({"compile": {"backend": "aot_eager"}}, marks=pytest.mark.slow),
+        pytest.param({"compile": {"backend": "aot_eager"}, "channels_last": True}, marks=pytest.mark.slow),
     ],
     ids=["channels-last", "autocast-bf16", "compile", "compile+channels-last"],
 )
@@ -131,26 +132,26 @@ def test_denormals_are_flushed_during_a_cpu_run_and_the_setting_comes_back(calle
     if not torch.set_flush_denormal(callers_setting):
         pytest.skip("this CPU cannot flush denormals")
     try:
-        assert _flushing_denormals() is callers_setting
+        assert flushing_denormals() is callers_setting
         model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU()).eval()
         during: list[bool] = []
-        model.register_forward_pre_hook(lambda module, args: during.append(_flushing_denormals()))
+        model.register_forward_pre_hook(lambda module, args: during.append(flushing_denormals()))
         featvis.render_vis(model, "1:0", size=8, steps=3, progress=False)
         assert during and all(during)
-        assert _flushing_denormals() is callers_setting
+        assert flushing_denormals() is callers_setting
     finally:
         torch.set_flush_denormal(False)
 
 
 def per_image_bytes(model: nn.Module, layer: str, size: int) -> int:
     """What one more image adds to the tensors a forward pass keeps for backward."""
-    one, two = (_saved_bytes(model, layer, n, 3, (size, size), nn.Identity()) for n in (1, 2))
+    one, two = (saved_bytes(model, layer, n, 3, (size, size), nn.Identity()) for n in (1, 2))
     return two - one
 
 
 def test_saved_memory_grows_with_the_batch() -> None:
     model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Conv2d(8, 8, 3), nn.ReLU()).eval()
-    sizes = [_saved_bytes(model, "3", n, 3, (20, 20), nn.Identity()) for n in (1, 2, 4)]
+    sizes = [saved_bytes(model, "3", n, 3, (20, 20), nn.Identity()) for n in (1, 2, 4)]
     per_image = sizes[1] - sizes[0]
     assert per_image > 0 and sizes[2] - sizes[1] == 2 * per_image
 
@@ -176,7 +177,7 @@ def test_render_channels_holds_one_batch_at_a_time(monkeypatch: pytest.MonkeyPat
     model.register_forward_pre_hook(lambda module, args: seen.append(args[0].shape[0]))
     # the batch is picked from the memory: pretend that only three images fit
     per_image = per_image_bytes(model, "1", 10)
-    monkeypatch.setattr(featvis.render, "_free_memory", lambda device: int(2 * 3.0 * per_image * 3) + 1)
+    monkeypatch.setattr(featvis.batching, "free_memory", lambda device: int(2 * 3.0 * per_image * 3) + 1)
     for units in (range(6), range(12)):
         seen.clear()
         result = featvis.render_channels(model, "1", list(units), size=10, steps=2, progress=False, preprocess=False)
@@ -187,7 +188,7 @@ def test_render_channels_holds_one_batch_at_a_time(monkeypatch: pytest.MonkeyPat
     assert max(seen) == 2
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.cuda
 def test_a_cuda_run_waits_for_the_device_only_at_its_checks() -> None:
     # CUDA's sync debug mode warns at every operation that makes the host wait for the device. Runs of 17
     # and of 31 steps look for a non-finite loss equally often (at step 16 and at the end), so any wait

@@ -13,13 +13,35 @@ Example:
     torch.Size([1, 3, 32, 32])
 """
 
-from . import animation, dataset, dream, gallery, gradients, hooks, models, objectives, optim, param, transforms
+from . import (
+    animation,
+    batching,
+    dataset,
+    dream,
+    gallery,
+    gradients,
+    grid,
+    hooks,
+    loop,
+    models,
+    objectives,
+    optim,
+    param,
+    probe,
+    result,
+    sizes,
+    state,
+    step,
+    transforms,
+)
+from .batching import auto_batch_size
 from .dataset import top_activating
 from .dream import deepdream
 from .gallery import render_gallery
 from .hooks import LayerRef, layer_names
 from .objectives import Objective
-from .render import RenderResult, auto_batch_size, render_channels, render_vis
+from .render import render_channels, render_vis
+from .result import RenderResult
 
 __all__ = [
     "LayerRef",
@@ -27,20 +49,28 @@ __all__ = [
     "RenderResult",
     "animation",
     "auto_batch_size",
+    "batching",
     "dataset",
     "deepdream",
     "dream",
     "gallery",
     "gradients",
+    "grid",
     "hooks",
     "layer_names",
+    "loop",
     "models",
     "objectives",
     "optim",
     "param",
+    "probe",
     "render_channels",
     "render_gallery",
     "render_vis",
+    "result",
+    "sizes",
+    "state",
+    "step",
     "top_activating",
     "transforms",
 ]

@@ -23,18 +23,19 @@ from __future__ import annotations
 import importlib.util
 import io
 import os
-from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Union
 
 import torch
 from torch import Tensor
 
+from .grid import GridOptions, caption_font, fit_text
+
 if TYPE_CHECKING:
     from IPython.display import Image as IPythonImage
     from PIL.Image import Image as PILImage
 
-    from .render import RenderResult
+    from .result import RenderResult
 
 __all__ = [
     "animation",
@@ -49,7 +50,6 @@ __all__ = [
 ]
 
 PathLike = Union[str, "os.PathLike[str]"]
-Labels = Union[Sequence[object], bool, None]
 
 #: what to install for MP4s, said by the error raised when no video writer is found
 MP4_INSTALL_HINT = "pip install imageio imageio-ffmpeg  (or: pip install av)"
@@ -83,28 +83,18 @@ def snapshot_steps(result: RenderResult) -> list[tuple[int, Tensor]]:
     return resized
 
 
-def frames(
-    result: RenderResult,
-    *,
-    nrow: int | None = None,
-    padding: int = 2,
-    labels: Labels = None,
-    scale: int = 1,
-    step_caption: bool = True,
-) -> list[tuple[int, PILImage]]:
+def frames(result: RenderResult, *, step_caption: bool = True, **grid_options: Any) -> list[tuple[int, PILImage]]:
     """One grid picture per snapshot, and the final images last: ``[(step, picture), ...]``.
 
-    Each picture is ``result.grid(nrow, padding, snapshot, labels=labels, scale=scale)``
-    with, when ``step_caption`` is true, a white strip below saying ``step 12 of 256``
+    Each picture is ``result.grid(images=snapshot, **grid_options)`` with, when
+    ``step_caption`` is true, a white strip below saying ``step 12 of 256``
     (``step 12`` or ``12`` where the grid is too narrow for it).
 
     Args:
         result: a render with snapshots (``render_vis(..., snapshot_every=k)``).
-        nrow: images per row of the grid (a near-square grid by default).
-        padding: white pixels between and around the images.
-        labels: a caption under each image, as in :meth:`RenderResult.grid`.
-        scale: enlarge each image this many times (nearest neighbour).
         step_caption: write the step number under each frame.
+        **grid_options: the grid of each frame: ``nrow``, ``padding``, ``labels`` and
+            ``scale``, as in :class:`~featvis.grid.GridOptions`.
 
     Raises:
         ValueError: the result has no snapshots (an animation of one frame is surely
@@ -121,9 +111,10 @@ def frames(
             "this result has no snapshots to animate; render with snapshot_every=k "
             "(e.g. featvis.render_vis(..., snapshot_every=4)) or thresholds=[...]"
         )
+    options = GridOptions(**grid_options)
     pictures = []
     for step, images in snapshot_steps(result):
-        picture = result.grid(nrow=nrow, padding=padding, images=images, labels=labels, scale=scale)
+        picture = result.grid(options.nrow, options.padding, images, labels=options.labels, scale=options.scale)
         if step_caption:
             picture = _with_step_caption(picture, step, result.steps)
         pictures.append((step, picture))
@@ -135,15 +126,13 @@ def _with_step_caption(picture: PILImage, step: int, steps: int) -> PILImage:
     longest that fits the width), centred."""
     from PIL import Image, ImageDraw
 
-    from .render import _caption_font, _fit_text
-
-    font, strip = _caption_font(picture.width)
+    font, strip = caption_font(picture.width)
     canvas = Image.new(picture.mode, (picture.width, picture.height + strip), color="white")
     canvas.paste(picture, (0, 0))
     draw = ImageDraw.Draw(canvas)
     candidates = [f"step {step} of {steps}", f"step {step}", str(step)]
     fitting = [text for text in candidates if draw.textlength(text, font=font) <= picture.width]
-    text = fitting[0] if fitting else _fit_text(draw, candidates[-1], font, picture.width)
+    text = fitting[0] if fitting else fit_text(draw, candidates[-1], font, picture.width)
     left = (picture.width - draw.textlength(text, font=font)) / 2
     draw.text((left, picture.height + 1), text, fill="black", font=font)
     return canvas
@@ -177,11 +166,8 @@ def save_gif(
     fps: float = 8,
     loop: int | None = 0,
     hold_last: float = 1.0,
-    nrow: int | None = None,
-    padding: int = 2,
-    labels: Labels = None,
-    scale: int = 1,
     step_caption: bool = True,
+    **grid_options: Any,
 ) -> None:
     """Write the render's snapshots as an animated GIF (with Pillow).
 
@@ -191,8 +177,9 @@ def save_gif(
         fps: frames per second (each frame lasts ``1000 / fps`` ms, rounded to 10 ms).
         loop: times to play it again after the first (``0``: forever; ``None``: play once).
         hold_last: the last frame (the final images) stays at least this many seconds.
-        nrow, padding, labels, scale: the grid of each frame, as in :meth:`RenderResult.grid`.
         step_caption: write the step number under each frame.
+        **grid_options: the grid of each frame (``nrow``, ``padding``, ``labels``, ``scale``),
+            as in :class:`~featvis.grid.GridOptions`.
 
     GIFs have 256 colours a frame: each frame gets its own palette, without
     dithering, which keeps flat areas flat and smooth gradients slightly banded.
@@ -207,8 +194,7 @@ def save_gif(
     _check_timing(fps, hold_last)
     if loop is not None and (isinstance(loop, bool) or not isinstance(loop, int) or loop < 0):
         raise ValueError(f"loop must be a number of repeats >= 0 (0 loops forever) or None (play once), got {loop!r}")
-    grid = {"nrow": nrow, "padding": padding, "labels": labels, "scale": scale, "step_caption": step_caption}
-    pictures = [picture for _, picture in frames(result, **grid)]
+    pictures = [picture for _, picture in frames(result, step_caption=step_caption, **grid_options)]
     palettised = [_palettised(picture) for picture in pictures]
     options: dict[str, Any] = {
         "format": "GIF",  # whatever the file's suffix
@@ -266,12 +252,9 @@ def save_mp4(
     *,
     fps: float = 8,
     hold_last: float = 1.0,
-    nrow: int | None = None,
-    padding: int = 2,
-    labels: Labels = None,
-    scale: int = 1,
     step_caption: bool = True,
     writer: str | None = None,
+    **grid_options: Any,
 ) -> None:
     """Write the render's snapshots as an H.264 MP4 video.
 
@@ -284,8 +267,9 @@ def save_mp4(
         path: the file to write.
         fps: frames per second.
         hold_last: the final images stay at least this many seconds.
-        nrow, padding, labels, scale: the grid of each frame, as in :meth:`RenderResult.grid`.
         step_caption: write the step number under each frame.
+        **grid_options: the grid of each frame (``nrow``, ``padding``, ``labels``, ``scale``),
+            as in :class:`~featvis.grid.GridOptions`.
         writer: ``"imageio"`` or ``"av"`` to choose; default: :func:`video_writer`.
 
     Raises:
@@ -306,8 +290,7 @@ def save_mp4(
             raise ImportError(f"writing an MP4 needs a video writer, and none is installed: {MP4_INSTALL_HINT}")
     elif writer not in ("imageio", "av"):
         raise ValueError(f"writer must be 'imageio', 'av' or None (pick what is installed), got {writer!r}")
-    grid = {"nrow": nrow, "padding": padding, "labels": labels, "scale": scale, "step_caption": step_caption}
-    pictures = [picture for _, picture in frames(result, **grid)]
+    pictures = [picture for _, picture in frames(result, step_caption=step_caption, **grid_options)]
     arrays = [_even_rgb(picture) for picture in pictures]
     arrays += [arrays[-1]] * max(0, round(hold_last * fps) - 1)
     if writer == "imageio":

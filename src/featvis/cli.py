@@ -56,7 +56,10 @@ from . import models as featvis_models
 from .gallery import render_gallery
 from .models import CIFAR10_CLASSES, default_input_channels, default_input_size, default_preprocess
 from .objectives import Objective, as_objective, channel, class_logit
-from .render import RenderResult, _rendering_state, _seeded, _size_pair, render_vis
+from .render import render_vis
+from .result import RenderResult
+from .sizes import Size, parse_size, size_pair
+from .state import rendering_state, seeded
 
 __all__ = ["FEATVIS_MODELS", "CLIError", "layer_table", "load_model", "load_weights", "main", "parse_channels"]
 
@@ -367,7 +370,7 @@ def layer_table(model: nn.Module, size: int | tuple[int, int] | None = None) -> 
         ('1', 'ReLU', '(1, 4, 6, 6)')
         ('2', 'Flatten', '(1, 144)')
     """
-    height, width = _size_pair(size if size is not None else default_input_size(model))
+    height, width = size_pair(size if size is not None else default_input_size(model))
     device = next((t.device for t in [*model.parameters(), *model.buffers()]), torch.device("cpu"))
     dtype = next((t.dtype for t in [*model.parameters(), *model.buffers()] if t.is_floating_point()), torch.float32)
     image = torch.full((1, default_input_channels(model), height, width), 0.5, device=device)
@@ -388,7 +391,7 @@ def layer_table(model: nn.Module, size: int | tuple[int, int] | None = None) -> 
             handles.append(module.register_forward_hook(hook(position)))
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", "(?s).*training mode", UserWarning)  # one pass in eval mode is fine
-            with _rendering_state(model), torch.no_grad():
+            with rendering_state(model), torch.no_grad():
                 prepare = default_preprocess(model).to(device)
                 try:
                     model(prepare(image).to(dtype))
@@ -420,7 +423,7 @@ def _print_table(rows: Sequence[tuple[str, ...]], header: tuple[str, ...], out: 
 
 def _run_layers(args: argparse.Namespace, model: nn.Module) -> int:
     rows = layer_table(model, args.size)
-    height, width = _size_pair(args.size if args.size is not None else default_input_size(model))
+    height, width = size_pair(args.size if args.size is not None else default_input_size(model))
     print(f"# {args.model}: {len(rows)} layers, output shapes for one {height}x{width} image", file=sys.stdout)
     _print_table(rows, ("name", "type", "output shape"), sys.stdout)
     return 0
@@ -476,9 +479,9 @@ def _run_render(args: argparse.Namespace, model: nn.Module) -> int:
     output = Path(args.output)
     _check_output(output)
     objective, labels = _objectives(args, model)
-    height, width = _size_pair(args.size if args.size is not None else default_input_size(model))
+    height, width = size_pair(args.size if args.size is not None else default_input_size(model))
     device = next((t.device for t in [*model.parameters(), *model.buffers()]), torch.device("cpu"))
-    with _seeded(args.seed, device, mix=False):  # the start image; render_vis mixes the run's seed
+    with seeded(args.seed, device, mix=False):  # the start image; render_vis mixes the run's seed
         param = make_image(width, height, batch=len(labels), channels=default_input_channels(model))
     result = render_vis(model, objective, param, steps=args.steps, seed=args.seed, progress=args.progress)
     written = _save_render(result, labels, output, args)
@@ -559,11 +562,11 @@ class _Parser(argparse.ArgumentParser):
         self.exit(USAGE_ERROR, f"featvis: error: {message} (see `{self.prog} --help`)\n")
 
 
-def _size(text: str) -> int | tuple[int, int]:
-    match = re.fullmatch(r"(\d+)(?:x(\d+))?", text.strip().lower())
-    if match is None or int(match[1]) < 1 or (match[2] is not None and int(match[2]) < 1):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a size; give N (square) or HxW, e.g. 32 or 48x64")
-    return int(match[1]) if match[2] is None else (int(match[1]), int(match[2]))
+def _size(text: str) -> Size:
+    try:
+        return parse_size(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def _positive(text: str) -> int:

@@ -36,11 +36,22 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.overrides import TorchFunctionMode
 
-from .hooks import INPUT, ActivationCapture, Activations, LayerRef, LayerSpec, _MissingLayer, model_device_dtype
-from .hooks import resolve_layer as _resolve_layer
-from .models import default_input_channels
-from .objectives import _channels_first
-from .render import RenderResult, _make_preprocess, _rendering_state, _size_pair
+from .gradients import RELU_LIKE
+from .hooks import (
+    INPUT,
+    ActivationCapture,
+    Activations,
+    LayerRef,
+    LayerSpec,
+    MissingLayer,
+    channels_first,
+    model_device_dtype,
+    resolve_layer,
+)
+from .models import default_input_channels, resolve_preprocess
+from .result import RenderResult
+from .sizes import size_pair
+from .state import rendering_state
 
 if TYPE_CHECKING:
     from PIL.Image import Image as PILImage
@@ -90,17 +101,10 @@ def _straight_through(value: Tensor, gradient_path: Tensor) -> Tensor:
     return gradient_path + (value - gradient_path).detach()
 
 
-#: Functions whose gradient is zero on part of their input (ReLU and its relatives), and the
-#: out-of-place function that computes their value (for the in-place ones).
+#: Functions whose gradient is zero on part of their input (the ReLU-like ones and other clipping
+#: functions), and the out-of-place function that computes their value (for the in-place ones).
 _CLIPPING: dict[Callable[..., Any], Callable[..., Any]] = {
-    F.relu: F.relu,
-    torch.relu: torch.relu,
-    Tensor.relu: torch.relu,
-    torch.relu_: torch.relu,
-    Tensor.relu_: torch.relu,
-    F.hardtanh: F.hardtanh,
-    F.hardtanh_: F.hardtanh,
-    F.relu6: F.relu6,
+    **RELU_LIKE,
     F.threshold: F.threshold,
     F.threshold_: F.threshold,
     F.hardsigmoid: F.hardsigmoid,
@@ -181,7 +185,7 @@ def _receptive_boxes(
         probe = torch.rand((len(chunk) * _PROBES, channels, height, width), generator=generator)
         probe = probe.to(device).requires_grad_(True)
         with torch.enable_grad(), _Linearised(), ActivationCapture(model, [ref]) as capture:
-            activations = _channels_first(capture.run(prepare(probe).to(dtype), image=probe)[ref], ref)
+            activations = channels_first(capture.run(prepare(probe).to(dtype), image=probe)[ref], ref)
             # a random mixture of all channels: the layer's receptive field, which no single
             # channel's zero weights can shrink (a cancellation to exactly zero has probability zero)
             mixture = torch.randn(activations.shape[1], generator=generator).to(activations)
@@ -247,17 +251,17 @@ def receptive_field(
         >>> receptive_field(model, "0", (0, 0), 16)  # clipped by the image's border
         Box(top=0, left=0, bottom=2, right=2)
     """
-    height, width = _size_pair(image_size)
+    height, width = size_pair(image_size)
     channels = image_channels if image_channels is not None else default_input_channels(model)
     ref = LayerRef.parse(layer)
-    _resolve_layer(model, ref)
+    resolve_layer(model, ref)
     position = _as_position(position, "position")
     device, dtype = model_device_dtype(model)
-    prepare = _make_preprocess(preprocess, model, device)
-    with _rendering_state(model):
+    prepare = resolve_preprocess(preprocess, model, device)
+    with rendering_state(model):
         probe = torch.zeros(1, channels, height, width, device=device)
         with torch.no_grad(), ActivationCapture(model, [ref]) as capture:
-            shape = _channels_first(capture.run(prepare(probe).to(dtype))[ref], ref).shape
+            shape = channels_first(capture.run(prepare(probe).to(dtype))[ref], ref).shape
         _check_position(position, tuple(shape[2:]), ref)
         return _receptive_boxes(model, ref, [position], (channels, height, width), prepare, device, dtype)[position]
 
@@ -309,7 +313,7 @@ class _Unit:
                 )
             return scores, None
         assert self.ref is not None
-        units = _channels_first(activations[self.ref], self.ref)
+        units = channels_first(activations[self.ref], self.ref)
         if not 0 <= self.channel < units.shape[1]:
             raise ValueError(
                 f"channel {self.channel} is out of range for layer {str(self.ref)!r}, which has "
@@ -343,7 +347,7 @@ def _parse_unit(unit: UnitSpec, model: nn.Module) -> _Unit:
         ref = LayerRef.parse(unit[0])
         if ref.layer == INPUT:
             raise ValueError("the unit must be a layer of the model, not 'input'")
-        _resolve_layer(model, ref)  # an unknown layer fails here, before any data is read
+        resolve_layer(model, ref)  # an unknown layer fails here, before any data is read
         channel, *position = unit[1:]
         if not isinstance(channel, int) or isinstance(channel, bool) or channel < 0:
             raise ValueError(f"the channel of a unit is a whole number from 0, got {channel!r}")
@@ -605,7 +609,7 @@ def top_activating(
     if not units:
         raise ValueError("no units given: pass a unit, or a non-empty list of units")
     device, dtype = _run_device(model, device)
-    prepare = _make_preprocess(preprocess, model, device)
+    prepare = resolve_preprocess(preprocess, model, device)
     _warn_if_shuffled(data)
     from tqdm.auto import tqdm
 
@@ -614,7 +618,7 @@ def top_activating(
     total = len(data) if hasattr(data, "__len__") else None  # type: ignore[arg-type]
     description = units[0].description if len(units) == 1 else f"{len(units)} units"
     seen, size = 0, None
-    with _rendering_state(model):
+    with rendering_state(model):
         with (
             torch.no_grad(),
             ActivationCapture(model, layers) as capture,
@@ -737,7 +741,7 @@ def _score_batch(
         activations = capture.run(inputs, image=images)
         try:
             return [unit.score(activations, count) for unit in units]
-        except _MissingLayer as missing:
+        except MissingLayer as missing:
             capture.add(missing.module, missing.name)
     raise RuntimeError("could not find the layers read by the unit functions")  # pragma: no cover
 

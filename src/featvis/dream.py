@@ -32,7 +32,6 @@ Example:
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Union
 
@@ -42,17 +41,12 @@ from torch import Tensor, nn
 
 from . import objectives as objectives_module
 from .hooks import ActivationCapture, model_device_dtype
-from .models import _first_convolution, default_input_channels
+from .loop import optimize
+from .models import default_input_channels, first_convolution, resolve_preprocess
 from .objectives import Objective, ObjectiveLike, as_objective
-from .render import (
-    RenderResult,
-    _denormals_flushed,
-    _make_preprocess,
-    _prepare_capture,
-    _progress_bar,
-    _rendering_state,
-    _seeded,
-)
+from .probe import prepare_capture
+from .result import RenderResult
+from .state import denormals_flushed, rendering_state, seeded
 
 if TYPE_CHECKING:
     from PIL.Image import Image as PILImage
@@ -292,7 +286,7 @@ def _as_image_batch(image: ImageLike, model: nn.Module) -> Tensor:
             f"image values must lie in [0, 1], got values from {low:g} to {high:g}; "
             "for 8-bit pixels divide by 255, and pass images before normalisation (preprocess does that)"
         )
-    first = _first_convolution(model)
+    first = first_convolution(model)
     if first is not None and first[1].in_channels != batch.shape[1]:
         name, conv = first
         raise ValueError(
@@ -435,7 +429,7 @@ def deepdream(
     objective = _dream_objective(objective)
     device, dtype = model_device_dtype(model)
     photo = _as_image_batch(image, model).to(device)
-    prepare = _make_preprocess(preprocess, model, device)
+    prepare = resolve_preprocess(preprocess, model, device)
     height, width = photo.shape[-2:]
     sizes = _octave_sizes(height, width, octaves, octave_scale)
     bases = [_resize(photo, size) for size in sizes]
@@ -444,9 +438,9 @@ def deepdream(
         return capture.run(prepare(pixels).to(dtype), image=pixels)
 
     with (
-        _seeded(seed, device),
-        _rendering_state(model),
-        _denormals_flushed(device),
+        seeded(seed, device),
+        rendering_state(model),
+        denormals_flushed(device),
         torch.enable_grad(),
     ):
         capture = _checked_capture(model, objective, run, bases[0], tile_size)
@@ -454,36 +448,59 @@ def deepdream(
         def objective_of(pixels: Tensor) -> Tensor:
             return objective(run(capture, pixels)).float().reshape(())
 
-        total_steps = octaves * steps
-        history = torch.full((total_steps,), float("nan"))
-        snapshots: dict[int, Tensor] = {}
-        done, interrupted = 0, False
-        dream, dream_base = bases[0].clone(), bases[0]
-        bar = _progress_bar(total_steps, f"deepdream {objective}", progress)
-        try:
-            with capture:
-                for size, base in zip(sizes, bases):
-                    if base is not dream_base:  # the photo at this size, plus what the dream added so far
-                        dream, dream_base = (base + _resize(dream - dream_base, size)).clamp(0, 1), base
-                    for _ in range(steps):
-                        shift = _random_shift(*size, tile_size)
-                        value, gradient = _tiled_gradient(objective_of, dream, tile_size, shift)
-                        step = laplacian_normalize(gradient, laplacian_levels)
-                        dream = (dream + step_size * step).clamp_(0, 1)
-                        history[done] = -value.cpu()
-                        done += 1
-                        bar.update(1)
-                    snapshots[done] = dream.detach().float().cpu()
-        except KeyboardInterrupt:
-            interrupted = True
-            warnings.warn(f"deepdream interrupted after {done} of {total_steps} steps", stacklevel=2)
-        finally:
-            bar.close()
+        dream = _Dream(bases, steps, objective_of, step_size, laplacian_levels, tile_size)
+        with capture:
+            outcome = optimize(
+                dream,
+                octaves * steps,
+                images=lambda: dream.pixels,
+                snapshot_at=[steps * (octave + 1) for octave in range(octaves)],
+                progress=progress,
+                description=f"deepdream {objective}",
+                device=torch.device("cpu"),
+                what="deepdream",
+            )
         # the dream so far on the full-size photo (the dream itself when every octave ran)
-        final = (photo + _resize(dream - dream_base, (height, width))).clamp(0, 1) if interrupted else dream
+        final = dream.on(photo) if outcome.interrupted else dream.pixels
     return RenderResult(
-        final.detach().float().cpu(), snapshots, history[:done], f"deepdream {objective}", done, interrupted
+        final.detach().float().cpu(),
+        outcome.snapshots,
+        outcome.losses,
+        f"deepdream {objective}",
+        outcome.done,
+        outcome.interrupted,
     )
+
+
+class _Dream:
+    """DeepDream's step: gradient ascent on the pixels, octave by octave (the step number says which)."""
+
+    def __init__(
+        self,
+        bases: list[Tensor],
+        steps: int,
+        objective_of: Callable[[Tensor], Tensor],
+        step_size: float,
+        laplacian_levels: int,
+        tile_size: int | None,
+    ) -> None:
+        self.bases, self.steps, self.objective_of = bases, steps, objective_of
+        self.step_size, self.laplacian_levels, self.tile_size = step_size, laplacian_levels, tile_size
+        self.pixels, self.base = bases[0].clone(), bases[0]
+
+    def on(self, photo: Tensor) -> Tensor:
+        """What the dream added so far, on ``photo`` (resized to its size)."""
+        return (photo + _resize(self.pixels - self.base, tuple(photo.shape[-2:]))).clamp(0, 1)
+
+    def __call__(self, number: int) -> Tensor:
+        base = self.bases[(number - 1) // self.steps]
+        if base is not self.base:  # the photo at this size, plus what the dream added so far
+            self.pixels, self.base = self.on(base), base
+        shift = _random_shift(*base.shape[-2:], self.tile_size)
+        value, gradient = _tiled_gradient(self.objective_of, self.pixels, self.tile_size, shift)
+        step = laplacian_normalize(gradient, self.laplacian_levels)
+        self.pixels = (self.pixels + self.step_size * step).clamp_(0, 1)
+        return -value
 
 
 def _checked_capture(
@@ -502,7 +519,7 @@ def _checked_capture(
         return run(capture, piece if probe is None else probe.to(piece.device))
 
     try:
-        return _prepare_capture(model, objective, run_forward, piece.shape)
+        return prepare_capture(model, objective, run_forward, piece.shape)
     except ValueError as error:
         if "too small" not in str(error):
             raise

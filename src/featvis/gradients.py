@@ -35,7 +35,25 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.overrides import TorchFunctionMode
 
-__all__ = ["normalize_gradients", "redirected_relu"]
+__all__ = ["IN_PLACE", "RELU_LIKE", "normalize_gradients", "redirected_relu"]
+
+#: ReLU-like calls, whose gradient is zero where they clip (the ReLU family and ``hardtanh``, of which
+#: ``nn.ReLU6`` is one), each with the out-of-place function that computes its value. The one table of
+#: them: :func:`redirected_relu` redirects their gradients, and :mod:`featvis.dataset` linearises them
+#: (with other clipping functions) to find receptive fields.
+RELU_LIKE: dict[Callable[..., Any], Callable[..., Tensor]] = {
+    F.relu: F.relu,
+    torch.relu: torch.relu,
+    Tensor.relu: torch.relu,
+    torch.relu_: torch.relu,
+    Tensor.relu_: torch.relu,
+    F.relu_: torch.relu,
+    F.relu6: F.relu6,
+    F.hardtanh: F.hardtanh,
+    F.hardtanh_: F.hardtanh,
+}
+#: the in-place calls among :data:`RELU_LIKE`
+IN_PLACE = frozenset({torch.relu_, Tensor.relu_, F.relu_, F.hardtanh_})
 
 
 def _per_image(tensor: Tensor) -> Tensor:
@@ -98,21 +116,23 @@ def _hardtanh(input: Tensor, min_val: float = -1.0, max_val: float = 1.0, inplac
     return _RedirectedClamp.apply(input, 0.0, float(max_val), inplace)
 
 
-def _relu_inplace(x: Tensor) -> Tensor:
-    return _relu(x, inplace=True)
-
-
-#: the ReLU-like calls redirected_relu replaces, and their replacements
-_REDIRECTED: dict[Callable[..., Any], Callable[..., Tensor | None]] = {
+#: the redirected form of each out-of-place function of RELU_LIKE
+_REDIRECTED_FORM: dict[Callable[..., Any], Callable[..., Tensor | None]] = {
     F.relu: _relu,
     torch.relu: _relu,
-    Tensor.relu: _relu,
-    torch.relu_: _relu_inplace,
-    Tensor.relu_: _relu_inplace,
-    F.relu_: _relu_inplace,
     F.relu6: _relu6,
     F.hardtanh: _hardtanh,
 }
+
+
+def _redirected(func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Tensor | None:
+    """The redirected value of a ReLU-like call, or ``None`` where the call is left alone."""
+    plain = RELU_LIKE.get(func)
+    if plain is None:
+        return None
+    if func in IN_PLACE:
+        kwargs = {**kwargs, "inplace": True}
+    return _REDIRECTED_FORM[plain](*args, **kwargs)
 
 
 class _RedirectReLUMode(TorchFunctionMode):
@@ -120,8 +140,7 @@ class _RedirectReLUMode(TorchFunctionMode):
         self, func: Callable[..., Any], types: Any, args: tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None
     ) -> Any:
         kwargs = kwargs or {}
-        replacement = _REDIRECTED.get(func)
-        result = replacement(*args, **kwargs) if replacement is not None else None
+        result = _redirected(func, args, kwargs)
         return func(*args, **kwargs) if result is None else result
 
 

@@ -286,8 +286,36 @@ class Activations:
             found = self._resolved[ref] = resolve_layer(self.model, ref)
         name, module = found
         if module not in self.outputs:
-            raise _MissingLayer(ref, name, module)
+            raise MissingLayer(ref, name, module)
         return _select(self.outputs[module], ref, name)
+
+    def units(self, layer: LayerSpec, batch: int | None = None, channel: int | None = None) -> Tensor:
+        """A layer's activations read channels-first, with featvis's checks and messages.
+
+        ``(N, C, H, W)`` and ``(N, C)`` outputs as they are, ``(N, T, C)`` token sequences as
+        ``(N, C, T)``; ``batch=i`` keeps image ``i`` only (``(1, C, ...)``); ``channel=c`` then
+        keeps channel ``c`` (``(N, ...)``). A batch or channel out of range raises an
+        ``IndexError`` that names the layer and the valid range, as the built-in objectives do.
+
+        Example:
+            >>> import torch
+            >>> from torch import nn
+            >>> model = nn.Sequential(nn.Conv2d(3, 4, 3))
+            >>> with ActivationCapture(model, ["0"]) as capture:
+            ...     acts = capture.run(torch.zeros(2, 3, 8, 8))
+            >>> acts.units("0", batch=1).shape, acts.units("0", channel=3).shape
+            (torch.Size([1, 4, 6, 6]), torch.Size([2, 6, 6]))
+            >>> acts.units("0", channel=4)
+            Traceback (most recent call last):
+            ...
+            IndexError: channel 4 is out of range for layer '0', which has 4 channels (valid: 0 to 3)
+        """
+        ref = LayerRef.parse(layer)
+        tensor = pick_batch(channels_first(self[ref], ref), batch, ref)
+        if channel is None:
+            return tensor
+        check_index(tensor, channel, ref)
+        return tensor[:, channel]
 
     def __contains__(self, spec: object) -> bool:
         try:
@@ -297,8 +325,86 @@ class Activations:
         return True
 
 
-class _MissingLayer(LookupError):
-    """An objective asked for a layer that was not hooked (used to discover layers)."""
+def layer_label(ref: LayerRef) -> str:
+    """How a message names a layer: ``layer 'layer3'``, or ``the model's output`` for ``""``.
+
+    Example:
+        >>> layer_label(LayerRef("layer3")), layer_label(LayerRef(""))
+        ("layer 'layer3'", "the model's output")
+    """
+    return "the model's output" if str(ref) == "" else f"layer {str(ref)!r}"
+
+
+def channels_first(tensor: Tensor, ref: LayerRef) -> Tensor:
+    """View an activation as ``(N, C, *positions)``: ``(N, T, C)`` token sequences are transposed.
+
+    Example:
+        >>> channels_first(torch.zeros(2, 5, 8), LayerRef("blocks.0")).shape
+        torch.Size([2, 8, 5])
+    """
+    if tensor.ndim in (2, 4):
+        return tensor
+    if tensor.ndim == 3:  # (N, tokens, features)
+        return tensor.transpose(1, 2)
+    raise ValueError(
+        f"layer {str(ref)!r} outputs a tensor of shape {tuple(tensor.shape)}; featvis reads "
+        "(N, C), (N, tokens, C) or (N, C, H, W) activations. Write a custom objective for other shapes."
+    )
+
+
+def pick_batch(tensor: Tensor, batch: int | None, ref: LayerRef) -> Tensor:
+    """Batch element ``batch`` of ``tensor`` (keeping the batch dimension), or all of it for ``None``.
+
+    Example:
+        >>> pick_batch(torch.zeros(3, 2), 1, LayerRef("fc")).shape
+        torch.Size([1, 2])
+        >>> pick_batch(torch.zeros(3, 2), 3, LayerRef("fc"))
+        Traceback (most recent call last):
+        ...
+        IndexError: batch=3 is out of range for layer 'fc': the batch has 3 images
+    """
+    if batch is None:
+        return tensor
+    if not -tensor.shape[0] <= batch < tensor.shape[0]:
+        raise IndexError(
+            f"batch={batch} is out of range for {layer_label(ref)}: the batch has {tensor.shape[0]} images"
+        )
+    return tensor[batch : batch + 1] if batch != -1 else tensor[-1:]
+
+
+def check_index(tensor: Tensor, index: int, ref: LayerRef, what: str = "channel") -> None:
+    """Raise a clear error unless ``index`` is a valid index along dimension 1 of ``tensor``.
+
+    Example:
+        >>> check_index(torch.zeros(1, 10), 10, LayerRef("fc"), what="class")
+        Traceback (most recent call last):
+        ...
+        IndexError: class 10 is out of range for layer 'fc', which has 10 classes (valid: 0 to 9)
+    """
+    size = tensor.shape[1]
+    if not isinstance(index, int) or isinstance(index, bool):
+        raise TypeError(f"the {what} index must be an int, got {type(index).__name__}")
+    if not 0 <= index < size:
+        raise IndexError(
+            f"{what} {index} is out of range for {layer_label(ref)}, which has {size} "
+            f"{what}{'es' if what.endswith('s') else 's'} "
+            f"(valid: 0 to {size - 1})"
+        )
+
+
+class MissingLayer(LookupError):
+    """An objective asked for a layer that was not hooked (the render loop catches it to find the
+    layers that a plain function reads, and hooks them).
+
+    Example:
+        >>> from torch import nn
+        >>> model = nn.Sequential(nn.Linear(2, 2))
+        >>> try:
+        ...     Activations(model, {}, None)["0"]
+        ... except MissingLayer as missing:
+        ...     print(missing.name)
+        0
+    """
 
     def __init__(self, ref: LayerRef, name: str, module: nn.Module) -> None:
         super().__init__(f"layer {name!r} was not captured")

@@ -66,7 +66,14 @@ _WEIGHTS = {
 
 
 # ---- input conventions ------------------------------------------------------------
-def _unwrap(model: nn.Module) -> nn.Module:
+def unwrap(model: nn.Module) -> nn.Module:
+    """The model inside ``nn.DataParallel``, ``DistributedDataParallel`` and ``torch.compile``'s wrappers.
+
+    Example:
+        >>> inner = nn.Linear(2, 2)
+        >>> unwrap(nn.DataParallel(inner)) is inner
+        True
+    """
     while isinstance(model, (nn.DataParallel, nn.parallel.DistributedDataParallel)):
         model = model.module
     return getattr(model, "_orig_mod", model)  # torch.compile's wrapper
@@ -88,7 +95,7 @@ def default_preprocess(model: nn.Module) -> nn.Module:
     """
     from .transforms import IMAGENET_MEAN, IMAGENET_STD, Normalize
 
-    inner = _unwrap(model)
+    inner = unwrap(model)
     normalization = getattr(inner, "featvis_normalization", None)
     if normalization is not None:
         mean, std = normalization
@@ -98,6 +105,26 @@ def default_preprocess(model: nn.Module) -> nn.Module:
     return nn.Identity()
 
 
+def resolve_preprocess(
+    preprocess: Callable[[Tensor], Tensor] | bool | None, model: nn.Module, device: torch.device
+) -> Callable[[Tensor], Tensor]:
+    """What turns [0, 1] images into the model's input, as ``render_vis(preprocess=...)`` reads it:
+    ``None`` or ``True``, the model's own normalisation (:func:`default_preprocess`); ``False``,
+    none; else the callable given. A module is moved to ``device``.
+
+    Example:
+        >>> resolve_preprocess(False, nn.Linear(2, 2), torch.device("cpu"))
+        Identity()
+    """
+    if preprocess is None or preprocess is True:
+        prepare: Callable[[Tensor], Tensor] = default_preprocess(model)
+    elif preprocess is False:
+        prepare = nn.Identity()
+    else:
+        prepare = preprocess
+    return prepare.to(device) if isinstance(prepare, nn.Module) else prepare
+
+
 def default_input_size(model: nn.Module) -> int | tuple[int, int]:
     """The image size to render at when none is given: ``model.featvis_input_size``, else 224.
 
@@ -105,7 +132,7 @@ def default_input_size(model: nn.Module) -> int | tuple[int, int]:
         >>> default_input_size(nn.Linear(2, 2))
         224
     """
-    return getattr(_unwrap(model), "featvis_input_size", 224)
+    return getattr(unwrap(model), "featvis_input_size", 224)
 
 
 def default_input_channels(model: nn.Module) -> int:
@@ -120,16 +147,21 @@ def default_input_channels(model: nn.Module) -> int:
         >>> default_input_channels(nn.Linear(2, 2))
         3
     """
-    inner = _unwrap(model)
+    inner = unwrap(model)
     declared = getattr(inner, "featvis_input_channels", None)
     if declared is not None:
         return int(declared)
-    first = _first_convolution(inner)
+    first = first_convolution(inner)
     return first[1].in_channels if first is not None else 3
 
 
-def _first_convolution(model: nn.Module) -> tuple[str, nn.Conv2d] | None:
-    """The first ``nn.Conv2d`` in ``model.named_modules()`` order, with its name, or ``None``."""
+def first_convolution(model: nn.Module) -> tuple[str, nn.Conv2d] | None:
+    """The first ``nn.Conv2d`` in ``model.named_modules()`` order, with its name, or ``None``.
+
+    Example:
+        >>> first_convolution(nn.Sequential(nn.ReLU(), nn.Conv2d(1, 2, 3)))[0]
+        '1'
+    """
     for name, module in model.named_modules():
         if isinstance(module, nn.Conv2d):
             return name, module

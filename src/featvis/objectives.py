@@ -34,6 +34,8 @@ Example:
 
 from __future__ import annotations
 
+import functools
+import inspect
 import numbers
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NamedTuple, Union
@@ -42,7 +44,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .hooks import INPUT, Activations, LayerRef, LayerSpec
+from .hooks import INPUT, Activations, LayerRef, LayerSpec, channels_first, check_index, layer_label, pick_batch
 
 __all__ = [
     "Objective",
@@ -62,6 +64,7 @@ __all__ = [
     "layer",
     "neuron",
     "total_variation",
+    "wrap_objective",
 ]
 
 ObjectiveFunction = Callable[[Activations], Tensor]
@@ -124,7 +127,7 @@ def _units_together(terms: Sequence[Objective]) -> ObjectiveFunction:
     seen: dict[tuple[tuple[int, ...], torch.device], tuple[Tensor, Tensor]] = {}
 
     def value(acts: Activations) -> Tensor:
-        tensor = _channels_first(acts[ref], ref)
+        tensor = channels_first(acts[ref], ref)
         key = (tuple(tensor.shape), tensor.device)
         where = seen.get(key)
         if where is None:
@@ -333,75 +336,106 @@ def as_objective(spec: ObjectiveLike) -> Objective:
     )
 
 
-# ---- helpers -----------------------------------------------------------------
-def _call(name: str, *args: Any, **kwargs: Any) -> str:
-    shown = [repr(str(a)) if isinstance(a, LayerRef) else repr(a) for a in args]
-    shown += [f"{key}={value!r}" for key, value in kwargs.items() if value is not None]
-    return f"{name}({', '.join(shown)})"
+# ---- the factory decorator -------------------------------------------------------------
+def _shown(value: Any) -> str:
+    """How a description shows an argument: layers as their names, numbers short, vectors by length."""
+    if isinstance(value, LayerRef):
+        return repr(str(value))
+    if isinstance(value, float):
+        return _format_number(value)
+    if isinstance(value, Tensor) or (isinstance(value, Sequence) and not isinstance(value, str)):
+        return f"<{len(value) if not isinstance(value, Tensor) else value.numel()}-vector>"
+    return repr(value)
 
 
-def _channels_first(tensor: Tensor, ref: LayerRef) -> Tensor:
-    """View an activation as (N, C, *positions)."""
-    if tensor.ndim in (2, 4):
-        return tensor
-    if tensor.ndim == 3:  # (N, tokens, features)
-        return tensor.transpose(1, 2)
-    raise ValueError(
-        f"layer {str(ref)!r} outputs a tensor of shape {tuple(tensor.shape)}; featvis reads "
-        "(N, C), (N, tokens, C) or (N, C, H, W) activations. Write a custom objective for other shapes."
-    )
+def _is_layer_parameter(name: str) -> bool:
+    return name == "layer" or (name.startswith("layer") and name[5:].isdigit())
 
 
-def _pick_batch(tensor: Tensor, batch: int | None, ref: LayerRef) -> Tensor:
-    if batch is None:
-        return tensor
-    if not -tensor.shape[0] <= batch < tensor.shape[0]:
-        raise IndexError(f"batch={batch} is out of range for {_where(ref)}: the batch has {tensor.shape[0]} images")
-    return tensor[batch : batch + 1] if batch != -1 else tensor[-1:]
+def wrap_objective(factory: Callable[..., ObjectiveFunction] | None = None, *, unit: str | None = None) -> Any:
+    """Turn a function that builds an objective's inner function into an objective factory.
 
+    The decorated function takes the objective's arguments and returns the function of the
+    activations to maximise. The decorator does the rest, the same for every objective,
+    built-in or yours:
 
-def _where(ref: LayerRef) -> str:
-    """How an error names a layer: ``layer 'layer3'``, or ``the model's output`` for ``""``."""
-    return "the model's output" if str(ref) == "" else f"layer {str(ref)!r}"
+    - arguments named ``layer``, ``layer1``, ``layer2``, ... are parsed into
+      :class:`~featvis.hooks.LayerRef` (names, selectors ``"attn[0]"``, modules) before the
+      function sees them, and become the objective's layers, so that only they are hooked;
+    - the description is the call as written: required arguments in order, others as
+      keywords where they differ from their defaults (``channel('layer3', 5, batch=1)``);
+    - the result is an :class:`Objective`, with the algebra (``+ - * /``).
 
+    Inside the inner function, :meth:`Activations.units <featvis.hooks.Activations.units>`
+    reads a layer channels-first with featvis's checks, so that a wrong channel or batch gets
+    the same message as in the built-in objectives.
 
-def _check_channel(tensor: Tensor, index: int, ref: LayerRef, what: str = "channel") -> None:
-    size = tensor.shape[1]
-    if not isinstance(index, int) or isinstance(index, bool):
-        raise TypeError(f"the {what} index must be an int, got {type(index).__name__}")
-    if not 0 <= index < size:
-        raise IndexError(
-            f"{what} {index} is out of range for {_where(ref)}, which has {size} "
-            f"{what}{'es' if what.endswith('s') else 's'} "
-            f"(valid: 0 to {size - 1})"
-        )
-
-
-def _units(activations: Activations, ref: LayerRef, batch: int | None) -> Tensor:
-    return _pick_batch(_channels_first(activations[ref], ref), batch, ref)
-
-
-# ---- unit objectives -------------------------------------------------------------
-def neuron(
-    layer: LayerSpec, channel: int, x: int | None = None, y: int | None = None, batch: int | None = None
-) -> Objective:
-    """One neuron: a channel's activation at one position (the centre by default).
-
-    For ``(N, C, H, W)`` activations the position is ``(y, x)``; for token
-    sequences ``(N, T, C)`` it is token ``x``; ``(N, C)`` activations have none.
+    Args:
+        factory: the function to decorate (the decorator is used with or without parentheses).
+        unit: for a single-unit objective, the argument naming the unit: sums of such
+            objectives with ``batch=i`` on one layer (one unit per image) are then evaluated
+            together, with one gather.
 
     Example:
-        >>> print(neuron("layer2", 4, x=3, y=5))
-        neuron('layer2', 4, x=3, y=5)
+        >>> @wrap_objective
+        ... def channel_contrast(layer, channel, batch=None):
+        ...     def value(acts):
+        ...         units = acts.units(layer, batch, channel=channel)
+        ...         return units.mean() - units.std()
+        ...     return value
+        >>> print(channel_contrast("layer3", 5, batch=1) - 0.1 * total_variation())
+        channel_contrast('layer3', 5, batch=1) - 0.1 * total_variation()
     """
-    ref = LayerRef.parse(layer)
+    if factory is None:
+        return functools.partial(wrap_objective, unit=unit)
+    signature = inspect.signature(factory)
+    parameters = list(signature.parameters.values())
+    name = factory.__name__
 
-    def value(acts: Activations) -> Tensor:
-        units = _units(acts, ref, batch)
-        _check_channel(units, channel, ref)
-        return _at_position(units, x, y, ref)[:, channel].mean()
+    @functools.wraps(factory)
+    def make(*args: Any, **kwargs: Any) -> Objective:
+        bound = signature.bind(*args, **kwargs)
+        bound.apply_defaults()
+        values = dict(bound.arguments)
+        for key in values:
+            if _is_layer_parameter(key):
+                values[key] = LayerRef.parse(values[key])
+        shown = []
+        for parameter in parameters:
+            value = values[parameter.name]
+            if parameter.default is inspect.Parameter.empty:
+                shown.append(_shown(value))
+            elif _is_layer_parameter(parameter.name):
+                if value != LayerRef.parse(parameter.default):
+                    shown.append(_shown(value))
+            elif value is not None and not _same(value, parameter.default):
+                shown.append(f"{parameter.name}={_shown(value)}")
+        layers = [value for key, value in values.items() if _is_layer_parameter(key)]
+        single = None
+        if unit is not None and values.get("batch") is not None:
+            single = _Unit(values["layer"], values[unit], values["batch"])
+        function = factory(**values)
+        return Objective(function, f"{name}({', '.join(shown)})", layers, _unit=single)
 
-    return Objective(value, _call("neuron", ref, channel, x=x, y=y, batch=batch), [ref])
+    return make
+
+
+def _same(value: Any, default: Any) -> bool:
+    try:
+        return bool(value == default)
+    except (RuntimeError, TypeError, ValueError):  # tensors and the like: never a default
+        return False
+
+
+def _logits(acts: Activations, ref: LayerRef, batch: int | None, index: int) -> Tensor:
+    logits = pick_batch(acts[ref], batch, ref)
+    if logits.ndim != 2:
+        raise ValueError(
+            f"class objectives need (N, classes) outputs, but layer {str(ref)!r} gives shape "
+            f"{tuple(logits.shape)}; target the classifier layer (often 'fc', 'linear' or 'head')"
+        )
+    check_index(logits, index, ref, what="class")
+    return logits
 
 
 def _at_position(units: Tensor, x: int | None, y: int | None, ref: LayerRef) -> Tensor:
@@ -412,134 +446,13 @@ def _at_position(units: Tensor, x: int | None, y: int | None, ref: LayerRef) -> 
     for (name, given), size in zip(coordinates, positions):
         at = size // 2 if given is None else given
         if not 0 <= at < size:
-            raise IndexError(f"{name}={at} is out of range for {_where(ref)}, of size {size} there")
+            raise IndexError(f"{name}={at} is out of range for {layer_label(ref)}, of size {size} there")
         index.append(at)
     return units[(slice(None), slice(None), *index)]
 
 
-def channel(layer: LayerSpec, channel: int, batch: int | None = None) -> Objective:
-    """The mean activation of one channel over all positions.
-
-    Example:
-        >>> print(channel("features.12", 30, batch=1))
-        channel('features.12', 30, batch=1)
-    """
-    ref = LayerRef.parse(layer)
-
-    def value(acts: Activations) -> Tensor:
-        units = _units(acts, ref, batch)
-        _check_channel(units, channel, ref)
-        return units[:, channel].mean()
-
-    unit = None if batch is None else _Unit(ref, channel, batch)
-    return Objective(value, _call("channel", ref, channel, batch=batch), [ref], _unit=unit)
-
-
-def layer(layer: LayerSpec, batch: int | None = None) -> Objective:
-    """DeepDream: the mean of the squared activations of a whole layer.
-
-    Example:
-        >>> print(layer("layer3"))
-        layer('layer3')
-    """
-    ref = LayerRef.parse(layer)
-
-    def value(acts: Activations) -> Tensor:
-        return _units(acts, ref, batch).square().mean()
-
-    return Objective(value, _call("layer", ref, batch=batch), [ref])
-
-
-def _logits(acts: Activations, ref: LayerRef, batch: int | None, index: int) -> Tensor:
-    logits = _pick_batch(acts[ref], batch, ref)
-    if logits.ndim != 2:
-        raise ValueError(
-            f"class objectives need (N, classes) outputs, but layer {str(ref)!r} gives shape "
-            f"{tuple(logits.shape)}; target the classifier layer (often 'fc', 'linear' or 'head')"
-        )
-    _check_channel(logits, index, ref, what="class")
-    return logits
-
-
-def class_logit(layer: LayerSpec, index: int, batch: int | None = None) -> Objective:
-    """The logit (pre-softmax score) of one class.
-
-    ``layer`` is the classifier layer, or ``""`` for the model's own output.
-
-    Example:
-        >>> print(class_logit("linear", 6))
-        class_logit('linear', 6)
-    """
-    ref = LayerRef.parse(layer)
-
-    def value(acts: Activations) -> Tensor:
-        return _logits(acts, ref, batch, index)[:, index].mean()
-
-    unit = None if batch is None else _Unit(ref, index, batch)
-    return Objective(value, _call("class_logit", ref, index, batch=batch), [ref], _unit=unit)
-
-
-def class_prob(layer: LayerSpec, index: int, batch: int | None = None) -> Objective:
-    """The softmax probability of one class.
-
-    Example:
-        >>> print(class_prob("fc", 1))
-        class_prob('fc', 1)
-    """
-    ref = LayerRef.parse(layer)
-
-    def value(acts: Activations) -> Tensor:
-        return torch.softmax(_logits(acts, ref, batch, index), dim=1)[:, index].mean()
-
-    return Objective(value, _call("class_prob", ref, index, batch=batch), [ref])
-
-
-def direction(
-    layer: LayerSpec, vector: Sequence[float] | Tensor, batch: int | None = None, cossim_pow: float = 0.0
-) -> Objective:
-    """A direction in activation space: the dot product with ``vector`` at each position.
-
-    With ``cossim_pow > 0`` the dot product is multiplied by the cosine similarity
-    to that power (floored at 0.1), which favours activations that point the same
-    way rather than ones that are merely large.
-
-    Example:
-        >>> print(direction("layer3", [1.0, -1.0, 0.0]))
-        direction('layer3', <3-vector>)
-    """
-    ref = LayerRef.parse(layer)
-    vec = torch.as_tensor(vector, dtype=torch.float32).detach().flatten()
-
-    def value(acts: Activations) -> Tensor:
-        return _dot_cosine(_units(acts, ref, batch), vec, cossim_pow, ref).mean()
-
-    return Objective(value, _direction_description("direction", ref, vec, batch, cossim_pow), [ref])
-
-
-def direction_neuron(
-    layer: LayerSpec,
-    vector: Sequence[float] | Tensor,
-    x: int | None = None,
-    y: int | None = None,
-    batch: int | None = None,
-    cossim_pow: float = 0.0,
-) -> Objective:
-    """A direction in activation space at one position (the centre by default), as :func:`neuron` is to
-    :func:`channel`: the dot product of the activation vector there with ``vector``, times the cosine
-    similarity to the power ``cossim_pow`` (see :func:`direction`).
-
-    Example:
-        >>> print(direction_neuron("layer3", [0.5, 1.0, 0.0], x=2, y=3, cossim_pow=1))
-        direction_neuron('layer3', <3-vector>, x=2, y=3, cossim_pow=1)
-    """
-    ref = LayerRef.parse(layer)
-    vec = torch.as_tensor(vector, dtype=torch.float32).detach().flatten()
-
-    def value(acts: Activations) -> Tensor:
-        return _dot_cosine(_at_position(_units(acts, ref, batch), x, y, ref), vec, cossim_pow, ref).mean()
-
-    position = "".join(f", {name}={at}" for name, at in (("x", x), ("y", y)) if at is not None)
-    return Objective(value, _direction_description("direction_neuron", ref, vec, batch, cossim_pow, position), [ref])
+def _as_vector(vector: Sequence[float] | Tensor) -> Tensor:
+    return torch.as_tensor(vector, dtype=torch.float32).detach().flatten()
 
 
 def _dot_cosine(units: Tensor, vec: Tensor, cossim_pow: float, ref: LayerRef) -> Tensor:
@@ -554,15 +467,147 @@ def _dot_cosine(units: Tensor, vec: Tensor, cossim_pow: float, ref: LayerRef) ->
     return dot
 
 
-def _direction_description(
-    name: str, ref: LayerRef, vec: Tensor, batch: int | None, cossim_pow: float, position: str = ""
-) -> str:
-    description = f"{name}({str(ref)!r}, <{vec.numel()}-vector>{position}"
-    description += f", batch={batch}" if batch is not None else ""
-    return description + (f", cossim_pow={cossim_pow:g})" if cossim_pow else ")")
+def _image_like(acts: Activations, ref: LayerRef) -> Tensor:
+    tensor = acts[ref]
+    if tensor.ndim != 4:
+        raise ValueError(f"this penalty needs (N, C, H, W) values, but {str(ref)!r} has shape {tuple(tensor.shape)}")
+    return tensor
 
 
-def channel_interpolate(layer1: LayerSpec, channel1: int, layer2: LayerSpec, channel2: int) -> Objective:
+# ---- unit objectives -------------------------------------------------------------
+@wrap_objective
+def neuron(
+    layer: LayerSpec, channel: int, x: int | None = None, y: int | None = None, batch: int | None = None
+) -> ObjectiveFunction:
+    """One neuron: a channel's activation at one position (the centre by default).
+
+    For ``(N, C, H, W)`` activations the position is ``(y, x)``; for token
+    sequences ``(N, T, C)`` it is token ``x``; ``(N, C)`` activations have none.
+
+    Example:
+        >>> print(neuron("layer2", 4, x=3, y=5))
+        neuron('layer2', 4, x=3, y=5)
+    """
+
+    def value(acts: Activations) -> Tensor:
+        units = acts.units(layer, batch)
+        check_index(units, channel, layer)
+        return _at_position(units, x, y, layer)[:, channel].mean()
+
+    return value
+
+
+@wrap_objective(unit="channel")
+def channel(layer: LayerSpec, channel: int, batch: int | None = None) -> ObjectiveFunction:
+    """The mean activation of one channel over all positions.
+
+    Example:
+        >>> print(channel("features.12", 30, batch=1))
+        channel('features.12', 30, batch=1)
+    """
+
+    def value(acts: Activations) -> Tensor:
+        return acts.units(layer, batch, channel=channel).mean()
+
+    return value
+
+
+@wrap_objective
+def layer(layer: LayerSpec, batch: int | None = None) -> ObjectiveFunction:
+    """DeepDream: the mean of the squared activations of a whole layer.
+
+    Example:
+        >>> print(layer("layer3"))
+        layer('layer3')
+    """
+
+    def value(acts: Activations) -> Tensor:
+        return acts.units(layer, batch).square().mean()
+
+    return value
+
+
+@wrap_objective(unit="index")
+def class_logit(layer: LayerSpec, index: int, batch: int | None = None) -> ObjectiveFunction:
+    """The logit (pre-softmax score) of one class.
+
+    ``layer`` is the classifier layer, or ``""`` for the model's own output.
+
+    Example:
+        >>> print(class_logit("linear", 6))
+        class_logit('linear', 6)
+    """
+
+    def value(acts: Activations) -> Tensor:
+        return _logits(acts, layer, batch, index)[:, index].mean()
+
+    return value
+
+
+@wrap_objective
+def class_prob(layer: LayerSpec, index: int, batch: int | None = None) -> ObjectiveFunction:
+    """The softmax probability of one class.
+
+    Example:
+        >>> print(class_prob("fc", 1))
+        class_prob('fc', 1)
+    """
+
+    def value(acts: Activations) -> Tensor:
+        return torch.softmax(_logits(acts, layer, batch, index), dim=1)[:, index].mean()
+
+    return value
+
+
+@wrap_objective
+def direction(
+    layer: LayerSpec, vector: Sequence[float] | Tensor, batch: int | None = None, cossim_pow: float = 0.0
+) -> ObjectiveFunction:
+    """A direction in activation space: the dot product with ``vector`` at each position.
+
+    With ``cossim_pow > 0`` the dot product is multiplied by the cosine similarity
+    to that power (floored at 0.1), which favours activations that point the same
+    way rather than ones that are merely large.
+
+    Example:
+        >>> print(direction("layer3", [1.0, -1.0, 0.0]))
+        direction('layer3', <3-vector>)
+    """
+    vec = _as_vector(vector)
+
+    def value(acts: Activations) -> Tensor:
+        return _dot_cosine(acts.units(layer, batch), vec, cossim_pow, layer).mean()
+
+    return value
+
+
+@wrap_objective
+def direction_neuron(
+    layer: LayerSpec,
+    vector: Sequence[float] | Tensor,
+    x: int | None = None,
+    y: int | None = None,
+    batch: int | None = None,
+    cossim_pow: float = 0.0,
+) -> ObjectiveFunction:
+    """A direction in activation space at one position (the centre by default), as :func:`neuron` is to
+    :func:`channel`: the dot product of the activation vector there with ``vector``, times the cosine
+    similarity to the power ``cossim_pow`` (see :func:`direction`).
+
+    Example:
+        >>> print(direction_neuron("layer3", [0.5, 1.0, 0.0], x=2, y=3, cossim_pow=1))
+        direction_neuron('layer3', <3-vector>, x=2, y=3, cossim_pow=1)
+    """
+    vec = _as_vector(vector)
+
+    def value(acts: Activations) -> Tensor:
+        return _dot_cosine(_at_position(acts.units(layer, batch), x, y, layer), vec, cossim_pow, layer).mean()
+
+    return value
+
+
+@wrap_objective
+def channel_interpolate(layer1: LayerSpec, channel1: int, layer2: LayerSpec, channel2: int) -> ObjectiveFunction:
     """Interpolate across the batch from one channel to another.
 
     Image ``i`` of ``N`` maximises ``(1 - t) * channel1 + t * channel2`` with
@@ -573,23 +618,21 @@ def channel_interpolate(layer1: LayerSpec, channel1: int, layer2: LayerSpec, cha
         >>> print(channel_interpolate("layer3", 1, "layer3", 9))
         channel_interpolate('layer3', 1, 'layer3', 9)
     """
-    ref1, ref2 = LayerRef.parse(layer1), LayerRef.parse(layer2)
 
     def value(acts: Activations) -> Tensor:
-        first, second = _units(acts, ref1, None), _units(acts, ref2, None)
-        _check_channel(first, channel1, ref1)
-        _check_channel(second, channel2, ref2)
+        first, second = acts.units(layer1, channel=channel1), acts.units(layer2, channel=channel2)
         n = first.shape[0]
         t = torch.linspace(0.0, 1.0, n, device=first.device, dtype=first.dtype) if n > 1 else first.new_zeros(1)
-        means1 = first[:, channel1].reshape(n, -1).mean(dim=1)
-        means2 = second[:, channel2].reshape(n, -1).mean(dim=1)
+        means1 = first.reshape(n, -1).mean(dim=1)
+        means2 = second.reshape(n, -1).mean(dim=1)
         return ((1 - t) * means1 + t * means2).sum()
 
-    return Objective(value, _call("channel_interpolate", ref1, channel1, ref2, channel2), [ref1, ref2])
+    return value
 
 
 # ---- batch objectives -----------------------------------------------------------------
-def diversity(layer: LayerSpec, group_size: int | None = None) -> Objective:
+@wrap_objective
+def diversity(layer: LayerSpec, group_size: int | None = None) -> ObjectiveFunction:
     """Make the images of a batch differ: minus the mean Gram-matrix cosine between them.
 
     Each image's style is its channel Gram matrix at ``layer``; the value is
@@ -605,17 +648,16 @@ def diversity(layer: LayerSpec, group_size: int | None = None) -> Objective:
         >>> print(diversity("layer2", group_size=4))
         diversity('layer2', group_size=4)
     """
-    ref = LayerRef.parse(layer)
     if group_size is not None and (int(group_size) != group_size or group_size < 1):
         raise ValueError(f"group_size must be a positive whole number, got {group_size!r}")
 
     def value(acts: Activations) -> Tensor:
-        units = _channels_first(acts[ref], ref)
+        units = acts.units(layer)
         n, c = units.shape[:2]
         size = n if group_size is None else group_size
         if n % size:
             raise ValueError(
-                f"diversity({ref}, group_size={group_size}): a batch of {n} images does not split into groups "
+                f"diversity({layer}, group_size={group_size}): a batch of {n} images does not split into groups "
                 f"of {group_size}; make the batch a multiple of the group size"
             )
         if size < 2:
@@ -627,10 +669,11 @@ def diversity(layer: LayerSpec, group_size: int | None = None) -> Objective:
         off_diagonal = similarity.sum() - similarity.diagonal(dim1=1, dim2=2).sum()
         return -off_diagonal / n
 
-    return Objective(value, _call("diversity", ref, group_size=group_size), [ref])
+    return value
 
 
-def alignment(layer: LayerSpec, decay_ratio: float = 2.0) -> Objective:
+@wrap_objective
+def alignment(layer: LayerSpec, decay_ratio: float = 2.0) -> ObjectiveFunction:
     """Keep neighbouring images of a batch alike (for interpolations).
 
     Minus the mean squared difference of the activations of images ``i`` and
@@ -640,35 +683,21 @@ def alignment(layer: LayerSpec, decay_ratio: float = 2.0) -> Objective:
         >>> print(alignment("layer2"))
         alignment('layer2')
     """
-    ref = LayerRef.parse(layer)
 
     def value(acts: Activations) -> Tensor:
-        units = acts[ref]
+        units = acts[layer]
         total = units.new_zeros(())
         for d in range(1, min(5, units.shape[0])):
             differences = (units[:-d] - units[d:]).square().reshape(units.shape[0] - d, -1).mean(dim=1)
             total = total + differences.sum() / decay_ratio**d
         return -total
 
-    description = _call("alignment", ref) if decay_ratio == 2.0 else _call("alignment", ref, decay_ratio)
-    return Objective(value, description, [ref])
+    return value
 
 
-# ---- penalties -----------------------------------------------------------------------
-def _penalty(name: str, ref: LayerRef, value: ObjectiveFunction, **options: Any) -> Objective:
-    """A penalty objective; its description leaves out the default layer, the image."""
-    args = () if ref.layer == INPUT and ref.select is None else (ref,)
-    return Objective(value, _call(name, *args, **options), [ref])
-
-
-def _image_like(acts: Activations, ref: LayerRef) -> Tensor:
-    tensor = acts[ref]
-    if tensor.ndim != 4:
-        raise ValueError(f"this penalty needs (N, C, H, W) values, but {str(ref)!r} has shape {tuple(tensor.shape)}")
-    return tensor
-
-
-def total_variation(layer: LayerSpec = INPUT) -> Objective:
+# ---- penalties: positive amounts, to subtract; their layer is the image by default --------
+@wrap_objective
+def total_variation(layer: LayerSpec = INPUT) -> ObjectiveFunction:
     """Penalty: the mean absolute difference between neighbouring pixels.
 
     A positive amount; subtract it to smooth the image. Being a mean, its weight
@@ -678,48 +707,48 @@ def total_variation(layer: LayerSpec = INPUT) -> Objective:
         >>> print(channel("layer3", 0) - 0.05 * total_variation())
         channel('layer3', 0) - 0.05 * total_variation()
     """
-    ref = LayerRef.parse(layer)
 
     def value(acts: Activations) -> Tensor:
-        image = _image_like(acts, ref)
+        image = _image_like(acts, layer)
         dy = (image[:, :, 1:, :] - image[:, :, :-1, :]).abs().mean()
         dx = (image[:, :, :, 1:] - image[:, :, :, :-1]).abs().mean()
         return dx + dy
 
-    return _penalty("total_variation", ref, value)
+    return value
 
 
-def l1(layer: LayerSpec = INPUT, constant: float = 0.0) -> Objective:
+@wrap_objective
+def l1(layer: LayerSpec = INPUT, constant: float = 0.0) -> ObjectiveFunction:
     """Penalty: the mean absolute difference from ``constant``.
 
     Example:
         >>> print(l1(constant=0.5))
         l1(constant=0.5)
     """
-    ref = LayerRef.parse(layer)
 
     def value(acts: Activations) -> Tensor:
-        return (acts[ref] - constant).abs().mean()
+        return (acts[layer] - constant).abs().mean()
 
-    return _penalty("l1", ref, value, constant=constant or None)
+    return value
 
 
-def l2(layer: LayerSpec = INPUT, constant: float = 0.0, epsilon: float = 1e-6) -> Objective:
+@wrap_objective
+def l2(layer: LayerSpec = INPUT, constant: float = 0.0, epsilon: float = 1e-6) -> ObjectiveFunction:
     """Penalty: the root mean square difference from ``constant``.
 
     Example:
         >>> print(l2())
         l2()
     """
-    ref = LayerRef.parse(layer)
 
     def value(acts: Activations) -> Tensor:
-        return ((acts[ref] - constant).square().mean() + epsilon).sqrt()
+        return ((acts[layer] - constant).square().mean() + epsilon).sqrt()
 
-    return _penalty("l2", ref, value, constant=constant or None)
+    return value
 
 
-def blur(layer: LayerSpec = INPUT) -> Objective:
+@wrap_objective
+def blur(layer: LayerSpec = INPUT) -> ObjectiveFunction:
     """Penalty: half the mean squared distance from a 3x3-blurred copy of the image.
 
     The blurred copy is held fixed, so a gradient step on ``-blur()`` moves the
@@ -729,12 +758,11 @@ def blur(layer: LayerSpec = INPUT) -> Objective:
         >>> print(channel("layer3", 0) - 0.5 * blur())
         channel('layer3', 0) - 0.5 * blur()
     """
-    ref = LayerRef.parse(layer)
 
     def value(acts: Activations) -> Tensor:
-        image = _image_like(acts, ref)
+        image = _image_like(acts, layer)
         with torch.no_grad():
             blurred = F.avg_pool2d(image, 3, stride=1, padding=1, count_include_pad=False)
         return 0.5 * (image - blurred).square().mean()
 
-    return _penalty("blur", ref, value)
+    return value

@@ -1,4 +1,9 @@
-"""The optimizer step without gradients: an evolution strategy for black-box models.
+"""The optimizer: the default one and its learning rate, what ``render_vis(optimizer=...)``
+takes, and an evolution strategy for black-box models.
+
+:func:`make_optimizer` turns the ``optimizer`` argument into an optimizer on the image
+parameters; ``None`` gives Adam at :data:`DEFAULT_LR`, whose learning rate
+:func:`default_lr_factor` lowers with the step (:func:`default_schedule`).
 
 :func:`featvis.render_vis` normally differentiates the objective through the model. When the model
 or its preprocessing is not differentiable (it goes through NumPy, quantises its input, runs on a
@@ -25,12 +30,94 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any, Literal
+from typing import Any, Literal, Union
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
-__all__ = ["EvolutionStrategy", "FitnessShaping", "centred_ranks"]
+__all__ = [
+    "DEFAULT_LR",
+    "DEFAULT_LR_HOLD",
+    "DEFAULT_LR_POWER",
+    "EvolutionStrategy",
+    "FitnessShaping",
+    "OptimizerSpec",
+    "centred_ranks",
+    "default_lr_factor",
+    "default_schedule",
+    "make_optimizer",
+]
+
+#: what ``render_vis(optimizer=...)`` takes: ``None`` (the default Adam), an Optimizer made on the
+#: image parameters, an Optimizer class, or a function ``parameters -> Optimizer``
+OptimizerSpec = Union[torch.optim.Optimizer, type, Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer], None]
+
+#: the default optimiser: Adam at this learning rate for the first DEFAULT_LR_HOLD steps, lower after them
+DEFAULT_LR = 0.1
+#: the default learning rate is held for this many steps ...
+DEFAULT_LR_HOLD = 64
+#: ... and then falls as (DEFAULT_LR_HOLD / step) ** DEFAULT_LR_POWER, steps counted from 1: a quarter at
+#: step 128, a sixteenth at step 256
+DEFAULT_LR_POWER = 2.0
+
+_FUSED_ADAM_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+
+def default_lr_factor(step: int) -> float:
+    """The default learning rate at 0-based ``step``, as a share of :data:`DEFAULT_LR`.
+
+    It depends on the step only, not on the number of steps asked for, so a run of
+    k steps returns the picture that a longer run shows at step k. The early steps
+    make the picture (a high rate makes it robust soon); the later ones refine it
+    instead of piling up fine detail (docs/benchmarks.md says how it was chosen).
+
+    Example:
+        >>> [default_lr_factor(k) for k in (0, 63, 127, 255)]
+        [1.0, 1.0, 0.25, 0.0625]
+    """
+    return min(1.0, DEFAULT_LR_HOLD / (step + 1)) ** DEFAULT_LR_POWER
+
+
+def make_optimizer(optimizer: OptimizerSpec, parameters: list[nn.Parameter]) -> torch.optim.Optimizer:
+    """The optimizer on ``parameters`` that ``optimizer`` asks for (see :data:`OptimizerSpec`).
+
+    ``None`` gives Adam at :data:`DEFAULT_LR`, fused (one kernel a step) on CPUs and GPUs.
+
+    Example:
+        >>> x = nn.Parameter(torch.zeros(3))
+        >>> type(make_optimizer(None, [x])).__name__, type(make_optimizer(torch.optim.SGD, [x])).__name__
+        ('Adam', 'SGD')
+    """
+    if optimizer is None:
+        # the fused update is one kernel per step instead of a dozen small operations (CPU and CUDA)
+        fused = all(p.device.type in ("cpu", "cuda") and p.dtype in _FUSED_ADAM_DTYPES for p in parameters)
+        return torch.optim.Adam(parameters, lr=DEFAULT_LR, fused=fused or None)
+    if isinstance(optimizer, torch.optim.Optimizer):
+        return optimizer
+    if isinstance(optimizer, type) and issubclass(optimizer, torch.optim.Optimizer):
+        return optimizer(parameters)
+    made = optimizer(parameters)
+    if not isinstance(made, torch.optim.Optimizer):
+        raise TypeError(
+            "optimizer must be a torch.optim.Optimizer, an Optimizer class, or a function taking the "
+            f"image parameters and returning an Optimizer; it returned {type(made).__name__}"
+        )
+    return made
+
+
+def default_schedule(optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LambdaLR:
+    """The default optimizer's learning-rate schedule: :func:`default_lr_factor` of the step.
+
+    Example:
+        >>> opt = make_optimizer(None, [nn.Parameter(torch.zeros(1))])
+        >>> schedule = default_schedule(opt)
+        >>> for _ in range(127):
+        ...     opt.step(); schedule.step()
+        >>> opt.param_groups[0]["lr"]
+        0.025
+    """
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, default_lr_factor)
+
 
 FitnessShaping = Literal["rank", "standardise"]
 

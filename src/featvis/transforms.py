@@ -34,12 +34,15 @@ __all__ = [
     "IMAGENET_STD",
     "Compose",
     "Jitter",
+    "Lambda",
     "Normalize",
     "Pad",
     "RandomAffine",
     "RandomBlur",
     "RandomRotate",
     "RandomScale",
+    "TransformSpec",
+    "as_transform",
     "standard",
 ]
 
@@ -426,16 +429,69 @@ class Normalize(nn.Module):
         return f"mean={show(self.mean)}, std={show(self.std)}"
 
 
+class Lambda(nn.Module):
+    """A plain function of an image batch as a transform module (so that it composes and moves
+    with the others). :class:`Compose` wraps any callable that is not a module in one.
+
+    Example:
+        >>> flip = Lambda(lambda images: images.flip(-1))
+        >>> flip(torch.arange(3.0).reshape(1, 1, 1, 3)).flatten().tolist()
+        [2.0, 1.0, 0.0]
+    """
+
+    def __init__(self, function: Callable[[Tensor], Tensor]) -> None:
+        super().__init__()
+        if not callable(function):
+            raise TypeError(
+                f"a transform is a callable taking and returning an image batch, got {type(function).__name__}"
+            )
+        self.function = function
+
+    def forward(self, images: Tensor) -> Tensor:
+        return self.function(images)
+
+    def extra_repr(self) -> str:
+        return getattr(self.function, "__name__", type(self.function).__name__)
+
+
 class Compose(nn.Sequential):
-    """Apply transforms one after the other.
+    """Apply transforms one after the other: modules, or any callables taking and returning an
+    image batch (each wrapped in a :class:`Lambda`).
 
     Example:
         >>> Compose(Pad(4), Jitter(2))(torch.rand(1, 3, 8, 8)).shape
         torch.Size([1, 3, 16, 16])
+        >>> Compose(Pad(1), lambda images: images.flip(-1))(torch.rand(1, 3, 8, 8)).shape
+        torch.Size([1, 3, 10, 10])
     """
 
-    def __init__(self, *transforms: nn.Module) -> None:
-        super().__init__(*transforms)
+    def __init__(self, *transforms: Callable[[Tensor], Tensor]) -> None:
+        super().__init__(*(t if isinstance(t, nn.Module) else Lambda(t) for t in transforms))
+
+
+#: what ``render_vis(transforms=...)`` takes: a module, a callable, a list of them, or ``None`` (the default)
+TransformSpec = Union[nn.Module, Callable[[Tensor], Tensor], Sequence[Callable[[Tensor], Tensor]], None]
+
+
+def as_transform(transforms: TransformSpec) -> Callable[[Tensor], Tensor]:
+    """One transform from what a user may pass: ``None`` gives :func:`standard`, a list or tuple
+    is composed (``[]`` applies none), a module or any other callable is used as it is.
+
+    Example:
+        >>> as_transform([Pad(2), lambda images: images * 0.5])(torch.ones(1, 3, 4, 4)).shape
+        torch.Size([1, 3, 8, 8])
+        >>> as_transform(3)
+        Traceback (most recent call last):
+        ...
+        TypeError: transforms must be a module, a callable or a list of them, got int
+    """
+    if transforms is None:
+        return standard()
+    if isinstance(transforms, (list, tuple)):
+        return Compose(*transforms)
+    if not callable(transforms):
+        raise TypeError(f"transforms must be a module, a callable or a list of them, got {type(transforms).__name__}")
+    return transforms
 
 
 def standard(

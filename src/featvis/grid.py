@@ -1,0 +1,186 @@
+"""Pictures of image batches: tensors to PIL images, and captioned grids of them.
+
+:class:`GridOptions` holds how a grid is laid out (images per row, padding,
+captions, enlargement); :func:`grid` draws one. :class:`~featvis.result.RenderResult`
+(``result.grid(...)``, ``result.save_grid(...)``) and the animations of
+:mod:`featvis.animation` (one grid per frame) take the same four options.
+
+Example:
+    >>> import torch
+    >>> from featvis.grid import GridOptions, grid
+    >>> grid(torch.rand(4, 3, 8, 8), GridOptions(nrow=2, labels=["a", "b", "c", "d"], scale=4)).size
+    (70, 94)
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Union
+
+import torch
+from torch import Tensor
+
+if TYPE_CHECKING:
+    from PIL.Image import Image as PILImage
+
+__all__ = ["GridOptions", "Labels", "displayable", "grid", "to_pil"]
+
+#: a caption per image, ``True`` for the units a render names, or ``None``/``False`` for none
+Labels = Union[Sequence[object], bool, None]
+
+
+@dataclass(frozen=True)
+class GridOptions:
+    """How a grid of images is laid out.
+
+    Args:
+        nrow: images per row (a near-square grid by default).
+        padding: white pixels between and around the images.
+        labels: a caption under each image: one per image, or ``True`` for the units a
+            render names (:attr:`RenderResult.units <featvis.result.RenderResult.units>`).
+        scale: enlarge each image this many times (nearest neighbour), so that 32x32
+            pictures and their captions can be read.
+
+    Example:
+        >>> GridOptions(nrow=4, scale=2).padding
+        2
+        >>> GridOptions(scale=0)
+        Traceback (most recent call last):
+        ...
+        ValueError: scale must be a positive whole number, got 0
+    """
+
+    nrow: int | None = None
+    padding: int = 2
+    labels: Labels = None
+    scale: int = 1
+
+    def __post_init__(self) -> None:
+        if isinstance(self.scale, bool) or self.scale < 1 or int(self.scale) != self.scale:
+            raise ValueError(f"scale must be a positive whole number, got {self.scale!r}")
+
+    def captions(self, count: int, units: Sequence[object] = ()) -> list[str]:
+        """The caption of each of ``count`` images (none when :attr:`labels` is ``None`` or ``False``).
+
+        Example:
+            >>> GridOptions(labels=True).captions(2, units=[3, 7])
+            ['3', '7']
+        """
+        labels = self.labels
+        if labels is None or labels is False:
+            return []
+        if labels is True:
+            if len(units) != count:
+                raise ValueError("labels=True shows the rendered units, but this result has none; pass the labels")
+            labels = units
+        captions = [str(label) for label in labels]
+        if len(captions) != count:
+            raise ValueError(f"got {len(captions)} labels for {count} images; give one label per image")
+        return captions
+
+
+def displayable(images: Tensor) -> Tensor:
+    """``(N, C, H, W)`` in [0, 1] -> ``(N, 1 or 3, H, W)``: grayscale and RGB as they are,
+    two channels averaged, more than three shown by their first three.
+
+    Example:
+        >>> displayable(torch.rand(2, 5, 4, 4)).shape
+        torch.Size([2, 3, 4, 4])
+    """
+    channels = images.shape[1]
+    if channels in (1, 3):
+        return images
+    if channels == 2:
+        return images.mean(dim=1, keepdim=True)
+    return images[:, :3]
+
+
+def to_pil(images: Tensor) -> list[PILImage]:
+    """One PIL image per batch element (``"L"`` for 1 channel, else ``"RGB"``), values clamped to [0, 1].
+
+    Example:
+        >>> [picture.mode for picture in to_pil(torch.zeros(2, 1, 4, 4))]
+        ['L', 'L']
+    """
+    from PIL import Image
+
+    array = (displayable(images).detach().float().cpu().clamp(0, 1) * 255).round().to(torch.uint8)
+    array = array.permute(0, 2, 3, 1).numpy()
+    if array.shape[3] == 1:
+        return [Image.fromarray(a[:, :, 0], mode="L") for a in array]
+    return [Image.fromarray(a, mode="RGB") for a in array]
+
+
+def caption_font(width: int) -> tuple[Any, int]:
+    """A font sized for captions under images ``width`` pixels wide, and the caption strip's height.
+
+    Example:
+        >>> caption_font(128)[1]
+        18
+    """
+    from PIL import ImageFont
+
+    size = max(8, min(14, width // 6))
+    try:
+        font = ImageFont.load_default(size=size)
+    except TypeError:  # Pillow < 10.1: one fixed bitmap font
+        font = ImageFont.load_default()
+        size = 11
+    return font, size + 4
+
+
+def fit_text(draw: Any, text: str, font: Any, width: int) -> str:
+    """``text``, cut and ended with an ellipsis where it is wider than ``width`` pixels.
+
+    Example:
+        >>> from PIL import Image, ImageDraw
+        >>> draw = ImageDraw.Draw(Image.new("RGB", (10, 10)))
+        >>> font, _ = caption_font(60)
+        >>> fit_text(draw, "a very long caption indeed", font, 40).endswith("…")
+        True
+    """
+    if draw.textlength(text, font=font) <= width:
+        return text
+    while text and draw.textlength(text + "…", font=font) > width:
+        text = text[:-1]
+    return text + "…"
+
+
+def grid(images: Tensor, options: GridOptions = GridOptions(), units: Sequence[object] = ()) -> PILImage:
+    """All ``images`` in one PIL image, laid out as ``options`` says.
+
+    Args:
+        images: ``(N, C, H, W)`` in [0, 1].
+        options: the layout.
+        units: what each image shows, for ``labels=True``.
+
+    Example:
+        >>> grid(torch.rand(4, 3, 8, 8)).size
+        (22, 22)
+    """
+    from PIL import Image, ImageDraw
+
+    count = images.shape[0]
+    captions = options.captions(count, units)
+    tiles = to_pil(images)
+    scale, padding = options.scale, options.padding
+    if scale != 1:
+        tiles = [tile.resize((tile.width * scale, tile.height * scale), Image.NEAREST) for tile in tiles]
+    width, height = tiles[0].size
+    font, caption_height = caption_font(width) if captions else (None, 0)
+    per_row = options.nrow or max(1, math.ceil(math.sqrt(count)))
+    rows = math.ceil(count / per_row)
+    cell_w, cell_h = width + padding, height + caption_height + padding
+    canvas = Image.new(tiles[0].mode, (padding + per_row * cell_w, padding + rows * cell_h), color="white")
+    draw = ImageDraw.Draw(canvas)
+    for index, tile in enumerate(tiles):
+        x = padding + (index % per_row) * cell_w
+        y = padding + (index // per_row) * cell_h
+        canvas.paste(tile, (x, y))
+        if captions:
+            text = fit_text(draw, captions[index], font, width)
+            text_width = draw.textlength(text, font=font)
+            draw.text((x + (width - text_width) / 2, y + height + 1), text, fill="black", font=font)
+    return canvas
