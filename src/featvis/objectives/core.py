@@ -1,35 +1,12 @@
-"""Objectives: what the optimisation maximises, and how to combine them.
+"""The objective and its algebra: :class:`Objective`, :func:`as_objective`, and
+:func:`wrap_objective`, the decorator every objective factory is made with.
 
-An :class:`Objective` is a differentiable score of one forward pass, to be
-*maximised*. It receives the captured :class:`~featvis.hooks.Activations`
-(layer outputs, and the image itself under ``"input"``) and returns a scalar.
-Objectives combine like the maths they stand for:
-
-```python
-channel("layer3", 5) + 0.5 * neuron("layer2", 3) - 1e-2 * total_variation()
-```
-
-``+``, ``-``, unary ``-``, ``*`` and ``/`` by numbers (or by other objectives)
-return new objectives and never change their operands. Penalties
-(:func:`total_variation`, :func:`l1`, :func:`l2`, :func:`blur`) are positive
-amounts: subtract them.
-
-Every unit objective takes ``batch=i`` to act on batch element ``i`` only, so
-that one run renders a different unit in each image:
-
-```python
-channel("layer3", 0, batch=0) + channel("layer3", 1, batch=1)
-```
-
-Activations are read channels-first: ``(N, C, H, W)`` for convolutions,
-``(N, C)`` for linear layers, and ``(N, T, D)`` token sequences (transformers)
-are read as ``D`` channels over ``T`` positions.
+A ``"layer:n"`` string means ``channel("layer", n)``, so :func:`channel`, the
+one objective the algebra itself needs, lives here too.
 
 Example:
-    >>> from featvis import objectives
-    >>> objective = objectives.channel("layer3", 5) - 1e-3 * objectives.total_variation()
-    >>> print(objective)
-    channel('layer3', 5) - 0.001 * total_variation()
+    >>> print(2 * channel("layer3", 5) - channel("layer2", 1) / 4)
+    2 * channel('layer3', 5) - channel('layer2', 1) / 4
 """
 
 from __future__ import annotations
@@ -41,31 +18,11 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NamedTuple, Union
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
-from .hooks import INPUT, Activations, LayerRef, LayerSpec, channels_first, check_index, layer_label, pick_batch
+from ..hooks import Activations, LayerRef, LayerSpec, channels_first
 
-__all__ = [
-    "Objective",
-    "ObjectiveLike",
-    "alignment",
-    "as_objective",
-    "blur",
-    "channel",
-    "channel_interpolate",
-    "class_logit",
-    "class_prob",
-    "direction",
-    "direction_neuron",
-    "diversity",
-    "l1",
-    "l2",
-    "layer",
-    "neuron",
-    "total_variation",
-    "wrap_objective",
-]
+__all__ = ["Objective", "ObjectiveFunction", "ObjectiveLike", "as_objective", "channel", "wrap_objective"]
 
 ObjectiveFunction = Callable[[Activations], Tensor]
 _ATOM, _PRODUCT, _SUM = 2, 1, 0  # precedence of a description, for parentheses
@@ -377,6 +334,7 @@ def wrap_objective(factory: Callable[..., ObjectiveFunction] | None = None, *, u
             together, with one gather.
 
     Example:
+        >>> from featvis.objectives import total_variation
         >>> @wrap_objective
         ... def channel_contrast(layer, channel, batch=None):
         ...     def value(acts):
@@ -427,76 +385,6 @@ def _same(value: Any, default: Any) -> bool:
         return False
 
 
-def _logits(acts: Activations, ref: LayerRef, batch: int | None, index: int) -> Tensor:
-    logits = pick_batch(acts[ref], batch, ref)
-    if logits.ndim != 2:
-        raise ValueError(
-            f"class objectives need (N, classes) outputs, but layer {str(ref)!r} gives shape "
-            f"{tuple(logits.shape)}; target the classifier layer (often 'fc', 'linear' or 'head')"
-        )
-    check_index(logits, index, ref, what="class")
-    return logits
-
-
-def _at_position(units: Tensor, x: int | None, y: int | None, ref: LayerRef) -> Tensor:
-    """``(N, C, *positions)`` activations at one position (the centre by default): ``(N, C)``."""
-    positions = units.shape[2:]
-    coordinates = {2: [("y", y), ("x", x)], 1: [("x", x)]}.get(len(positions), [])
-    index = []
-    for (name, given), size in zip(coordinates, positions):
-        at = size // 2 if given is None else given
-        if not 0 <= at < size:
-            raise IndexError(f"{name}={at} is out of range for {layer_label(ref)}, of size {size} there")
-        index.append(at)
-    return units[(slice(None), slice(None), *index)]
-
-
-def _as_vector(vector: Sequence[float] | Tensor) -> Tensor:
-    return torch.as_tensor(vector, dtype=torch.float32).detach().flatten()
-
-
-def _dot_cosine(units: Tensor, vec: Tensor, cossim_pow: float, ref: LayerRef) -> Tensor:
-    """Per position: ``units . vec``, times ``max(cos(units, vec), 0.1) ** cossim_pow`` when that is not 0."""
-    if units.shape[1] != vec.numel():
-        raise ValueError(f"the direction has {vec.numel()} values but layer {str(ref)!r} has {units.shape[1]} channels")
-    v = vec.to(units).reshape(1, -1, *([1] * (units.ndim - 2)))
-    dot = (units * v).sum(dim=1)
-    if cossim_pow:
-        cosine = dot / (units.norm(dim=1) * v.norm() + 1e-8)
-        dot = dot * cosine.clamp(min=0.1) ** cossim_pow
-    return dot
-
-
-def _image_like(acts: Activations, ref: LayerRef) -> Tensor:
-    tensor = acts[ref]
-    if tensor.ndim != 4:
-        raise ValueError(f"this penalty needs (N, C, H, W) values, but {str(ref)!r} has shape {tuple(tensor.shape)}")
-    return tensor
-
-
-# ---- unit objectives -------------------------------------------------------------
-@wrap_objective
-def neuron(
-    layer: LayerSpec, channel: int, x: int | None = None, y: int | None = None, batch: int | None = None
-) -> ObjectiveFunction:
-    """One neuron: a channel's activation at one position (the centre by default).
-
-    For ``(N, C, H, W)`` activations the position is ``(y, x)``; for token
-    sequences ``(N, T, C)`` it is token ``x``; ``(N, C)`` activations have none.
-
-    Example:
-        >>> print(neuron("layer2", 4, x=3, y=5))
-        neuron('layer2', 4, x=3, y=5)
-    """
-
-    def value(acts: Activations) -> Tensor:
-        units = acts.units(layer, batch)
-        check_index(units, channel, layer)
-        return _at_position(units, x, y, layer)[:, channel].mean()
-
-    return value
-
-
 @wrap_objective(unit="channel")
 def channel(layer: LayerSpec, channel: int, batch: int | None = None) -> ObjectiveFunction:
     """The mean activation of one channel over all positions.
@@ -508,261 +396,5 @@ def channel(layer: LayerSpec, channel: int, batch: int | None = None) -> Objecti
 
     def value(acts: Activations) -> Tensor:
         return acts.units(layer, batch, channel=channel).mean()
-
-    return value
-
-
-@wrap_objective
-def layer(layer: LayerSpec, batch: int | None = None) -> ObjectiveFunction:
-    """DeepDream: the mean of the squared activations of a whole layer.
-
-    Example:
-        >>> print(layer("layer3"))
-        layer('layer3')
-    """
-
-    def value(acts: Activations) -> Tensor:
-        return acts.units(layer, batch).square().mean()
-
-    return value
-
-
-@wrap_objective(unit="index")
-def class_logit(layer: LayerSpec, index: int, batch: int | None = None) -> ObjectiveFunction:
-    """The logit (pre-softmax score) of one class.
-
-    ``layer`` is the classifier layer, or ``""`` for the model's own output.
-
-    Example:
-        >>> print(class_logit("linear", 6))
-        class_logit('linear', 6)
-    """
-
-    def value(acts: Activations) -> Tensor:
-        return _logits(acts, layer, batch, index)[:, index].mean()
-
-    return value
-
-
-@wrap_objective
-def class_prob(layer: LayerSpec, index: int, batch: int | None = None) -> ObjectiveFunction:
-    """The softmax probability of one class.
-
-    Example:
-        >>> print(class_prob("fc", 1))
-        class_prob('fc', 1)
-    """
-
-    def value(acts: Activations) -> Tensor:
-        return torch.softmax(_logits(acts, layer, batch, index), dim=1)[:, index].mean()
-
-    return value
-
-
-@wrap_objective
-def direction(
-    layer: LayerSpec, vector: Sequence[float] | Tensor, batch: int | None = None, cossim_pow: float = 0.0
-) -> ObjectiveFunction:
-    """A direction in activation space: the dot product with ``vector`` at each position.
-
-    With ``cossim_pow > 0`` the dot product is multiplied by the cosine similarity
-    to that power (floored at 0.1), which favours activations that point the same
-    way rather than ones that are merely large.
-
-    Example:
-        >>> print(direction("layer3", [1.0, -1.0, 0.0]))
-        direction('layer3', <3-vector>)
-    """
-    vec = _as_vector(vector)
-
-    def value(acts: Activations) -> Tensor:
-        return _dot_cosine(acts.units(layer, batch), vec, cossim_pow, layer).mean()
-
-    return value
-
-
-@wrap_objective
-def direction_neuron(
-    layer: LayerSpec,
-    vector: Sequence[float] | Tensor,
-    x: int | None = None,
-    y: int | None = None,
-    batch: int | None = None,
-    cossim_pow: float = 0.0,
-) -> ObjectiveFunction:
-    """A direction in activation space at one position (the centre by default), as :func:`neuron` is to
-    :func:`channel`: the dot product of the activation vector there with ``vector``, times the cosine
-    similarity to the power ``cossim_pow`` (see :func:`direction`).
-
-    Example:
-        >>> print(direction_neuron("layer3", [0.5, 1.0, 0.0], x=2, y=3, cossim_pow=1))
-        direction_neuron('layer3', <3-vector>, x=2, y=3, cossim_pow=1)
-    """
-    vec = _as_vector(vector)
-
-    def value(acts: Activations) -> Tensor:
-        return _dot_cosine(_at_position(acts.units(layer, batch), x, y, layer), vec, cossim_pow, layer).mean()
-
-    return value
-
-
-@wrap_objective
-def channel_interpolate(layer1: LayerSpec, channel1: int, layer2: LayerSpec, channel2: int) -> ObjectiveFunction:
-    """Interpolate across the batch from one channel to another.
-
-    Image ``i`` of ``N`` maximises ``(1 - t) * channel1 + t * channel2`` with
-    ``t = i / (N - 1)``: the first image shows ``channel1``, the last ``channel2``.
-    Pair it with :func:`alignment` to keep neighbouring images alike.
-
-    Example:
-        >>> print(channel_interpolate("layer3", 1, "layer3", 9))
-        channel_interpolate('layer3', 1, 'layer3', 9)
-    """
-
-    def value(acts: Activations) -> Tensor:
-        first, second = acts.units(layer1, channel=channel1), acts.units(layer2, channel=channel2)
-        n = first.shape[0]
-        t = torch.linspace(0.0, 1.0, n, device=first.device, dtype=first.dtype) if n > 1 else first.new_zeros(1)
-        means1 = first.reshape(n, -1).mean(dim=1)
-        means2 = second.reshape(n, -1).mean(dim=1)
-        return ((1 - t) * means1 + t * means2).sum()
-
-    return value
-
-
-# ---- batch objectives -----------------------------------------------------------------
-@wrap_objective
-def diversity(layer: LayerSpec, group_size: int | None = None) -> ObjectiveFunction:
-    """Make the images of a batch differ: minus the mean Gram-matrix cosine between them.
-
-    Each image's style is its channel Gram matrix at ``layer``; the value is
-    ``-(sum over pairs i != j of cos(G_i, G_j)) / N``, 0 for a single image.
-    Add it to a unit objective with a weight (Lucid uses around 1e-2 to 1e2,
-    depending on the unit's scale). With ``group_size=k`` the batch is read as
-    consecutive groups of ``k`` images (say, ``k`` images of each class) and only
-    images of the same group are pushed apart.
-
-    Example:
-        >>> print(channel("layer3", 2) + 0.5 * diversity("layer2"))
-        channel('layer3', 2) + 0.5 * diversity('layer2')
-        >>> print(diversity("layer2", group_size=4))
-        diversity('layer2', group_size=4)
-    """
-    if group_size is not None and (int(group_size) != group_size or group_size < 1):
-        raise ValueError(f"group_size must be a positive whole number, got {group_size!r}")
-
-    def value(acts: Activations) -> Tensor:
-        units = acts.units(layer)
-        n, c = units.shape[:2]
-        size = n if group_size is None else group_size
-        if n % size:
-            raise ValueError(
-                f"diversity({layer}, group_size={group_size}): a batch of {n} images does not split into groups "
-                f"of {group_size}; make the batch a multiple of the group size"
-            )
-        if size < 2:
-            return units.new_zeros(())
-        flat = units.reshape(n, c, -1)
-        grams = flat @ flat.transpose(1, 2) / flat.shape[2]
-        grams = F.normalize(grams.reshape(n // size, size, -1), dim=-1, eps=1e-10)
-        similarity = grams @ grams.transpose(1, 2)  # (groups, size, size)
-        off_diagonal = similarity.sum() - similarity.diagonal(dim1=1, dim2=2).sum()
-        return -off_diagonal / n
-
-    return value
-
-
-@wrap_objective
-def alignment(layer: LayerSpec, decay_ratio: float = 2.0) -> ObjectiveFunction:
-    """Keep neighbouring images of a batch alike (for interpolations).
-
-    Minus the mean squared difference of the activations of images ``i`` and
-    ``i + d``, for ``d`` = 1 to 4, weighted by ``1 / decay_ratio**d``.
-
-    Example:
-        >>> print(alignment("layer2"))
-        alignment('layer2')
-    """
-
-    def value(acts: Activations) -> Tensor:
-        units = acts[layer]
-        total = units.new_zeros(())
-        for d in range(1, min(5, units.shape[0])):
-            differences = (units[:-d] - units[d:]).square().reshape(units.shape[0] - d, -1).mean(dim=1)
-            total = total + differences.sum() / decay_ratio**d
-        return -total
-
-    return value
-
-
-# ---- penalties: positive amounts, to subtract; their layer is the image by default --------
-@wrap_objective
-def total_variation(layer: LayerSpec = INPUT) -> ObjectiveFunction:
-    """Penalty: the mean absolute difference between neighbouring pixels.
-
-    A positive amount; subtract it to smooth the image. Being a mean, its weight
-    means the same at 32x32 and at 224x224.
-
-    Example:
-        >>> print(channel("layer3", 0) - 0.05 * total_variation())
-        channel('layer3', 0) - 0.05 * total_variation()
-    """
-
-    def value(acts: Activations) -> Tensor:
-        image = _image_like(acts, layer)
-        dy = (image[:, :, 1:, :] - image[:, :, :-1, :]).abs().mean()
-        dx = (image[:, :, :, 1:] - image[:, :, :, :-1]).abs().mean()
-        return dx + dy
-
-    return value
-
-
-@wrap_objective
-def l1(layer: LayerSpec = INPUT, constant: float = 0.0) -> ObjectiveFunction:
-    """Penalty: the mean absolute difference from ``constant``.
-
-    Example:
-        >>> print(l1(constant=0.5))
-        l1(constant=0.5)
-    """
-
-    def value(acts: Activations) -> Tensor:
-        return (acts[layer] - constant).abs().mean()
-
-    return value
-
-
-@wrap_objective
-def l2(layer: LayerSpec = INPUT, constant: float = 0.0, epsilon: float = 1e-6) -> ObjectiveFunction:
-    """Penalty: the root mean square difference from ``constant``.
-
-    Example:
-        >>> print(l2())
-        l2()
-    """
-
-    def value(acts: Activations) -> Tensor:
-        return ((acts[layer] - constant).square().mean() + epsilon).sqrt()
-
-    return value
-
-
-@wrap_objective
-def blur(layer: LayerSpec = INPUT) -> ObjectiveFunction:
-    """Penalty: half the mean squared distance from a 3x3-blurred copy of the image.
-
-    The blurred copy is held fixed, so a gradient step on ``-blur()`` moves the
-    image towards its blur (Lucid's "blur input each step").
-
-    Example:
-        >>> print(channel("layer3", 0) - 0.5 * blur())
-        channel('layer3', 0) - 0.5 * blur()
-    """
-
-    def value(acts: Activations) -> Tensor:
-        image = _image_like(acts, layer)
-        with torch.no_grad():
-            blurred = F.avg_pool2d(image, 3, stride=1, padding=1, count_include_pad=False)
-        return 0.5 * (image - blurred).square().mean()
 
     return value
