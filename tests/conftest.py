@@ -1,8 +1,17 @@
-"""Shared fixtures: trained CIFAR-10 ResNets from ../shared, loaded through torch.hub's cache."""
+"""Shared fixtures: trained CIFAR-10 ResNets from ../shared, loaded through torch.hub's cache.
+
+The tests run torch on one thread: the models and images here are small, so more threads buy little and
+on a busy machine with few cores cost a lot. ``OMP_NUM_THREADS`` is set (unless the environment has it)
+before torch is imported, so that the subprocesses the tests start (the console script, the notebook's
+kernel) get it too.
+"""
 
 from __future__ import annotations
 
 import os
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 import shutil
 from pathlib import Path
 
@@ -11,15 +20,30 @@ import torch
 
 import featvis
 
+torch.set_num_threads(1)
+
+#: the folder of the trained CIFAR-10 weights: FEATVIS_SHARED_WEIGHTS, else ../shared/models/cifar10
+#: beside the repository; read it through the ``shared_weights`` fixture, which fails when they are missing
 SHARED_WEIGHTS = Path(
     os.environ.get("FEATVIS_SHARED_WEIGHTS", Path(__file__).resolve().parents[2] / "shared/models/cifar10")
 )
 
 
-def _require_weights() -> Path:
+@pytest.fixture(scope="session")
+def shared_weights() -> Path:
+    """The folder holding the trained CIFAR-10 weights files (``resnet20-12fca82f.th``, ...):
+    ``FEATVIS_SHARED_WEIGHTS``, else ``../shared/models/cifar10`` beside the repository."""
     if not (SHARED_WEIGHTS / "resnet20-12fca82f.th").exists():
         pytest.fail(f"the pretrained CIFAR-10 weights are missing from {SHARED_WEIGHTS} (set FEATVIS_SHARED_WEIGHTS)")
     return SHARED_WEIGHTS
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked ``cuda`` are skipped on a machine without CUDA."""
+    if not torch.cuda.is_available():
+        for item in items:
+            if item.get_closest_marker("cuda") is not None:
+                item.add_marker(pytest.mark.skip(reason="needs CUDA"))
 
 
 @pytest.fixture(autouse=True)
@@ -33,9 +57,9 @@ def _no_downloads(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def hub_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def hub_cache(tmp_path: Path, shared_weights: Path) -> Path:
     """A temporary torch hub folder whose checkpoints/ holds the shared weights files."""
-    source = _require_weights()
+    source = shared_weights
     checkpoints = tmp_path / "hub" / "checkpoints"
     checkpoints.mkdir(parents=True)
     for file in source.glob("*.th"):
@@ -47,14 +71,14 @@ def hub_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 @pytest.fixture(scope="session")
-def resnet20() -> torch.nn.Module:
+def resnet20(shared_weights: Path) -> torch.nn.Module:
     """The trained ResNet-20 (shared by tests that do not change it)."""
-    return featvis.models.cifar10_resnet20(model_dir=_require_weights())
+    return featvis.models.cifar10_resnet20(model_dir=shared_weights)
 
 
 @pytest.fixture(scope="session")
-def resnet32() -> torch.nn.Module:
-    return featvis.models.cifar10_resnet32(model_dir=_require_weights())
+def resnet32(shared_weights: Path) -> torch.nn.Module:
+    return featvis.models.cifar10_resnet32(model_dir=shared_weights)
 
 
 class ModelState:

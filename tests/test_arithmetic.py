@@ -16,6 +16,11 @@ C, D = 10, 27  # two that fire together: C's picture drives D to about its own m
 LAYER = "layer3"
 DIRECTION = torch.rand(64, generator=torch.Generator().manual_seed(0))  # a mix of all channels
 COPIES = 3  # pictures per objective, from different starts: the figures are their means
+#: steps per picture: every assertion holds as well at 48 as at 64. The tightest, plain_dot > 1.15 * dot,
+#: passes by 10% to 20% over seeds 0-4 at 48 steps (5% to 24% at 64, 4% to 11% at 32)
+STEPS = 48
+
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +38,7 @@ def rendered(resnet20: nn.Module) -> dict[str, torch.Tensor]:
     }
     objective = O.Objective.sum(make(k * COPIES + j) for k, make in enumerate(kinds.values()) for j in range(COPIES))
     param = featvis.param.image(32, batch=len(kinds) * COPIES)
-    result = featvis.render_vis(resnet20, objective, param, steps=64, seed=0, progress=False)
+    result = featvis.render_vis(resnet20, objective, param, steps=STEPS, seed=0, progress=False)
     with torch.no_grad(), ActivationCapture(resnet20, [LAYER]) as capture:
         acts = capture.run(featvis.models.default_preprocess(resnet20)(result.images))[LAYER]
     return dict(zip(kinds, acts.split(COPIES)))
@@ -47,7 +52,7 @@ def means(rendered: dict[str, torch.Tensor], kind: str) -> torch.Tensor:
 def test_a_sum_of_units_shows_both(rendered: dict[str, torch.Tensor]) -> None:
     solo_a, solo_b, summed = means(rendered, "A"), means(rendered, "B"), means(rendered, "A + B")
     # the sum's pictures hold both units: far more A than B's pictures, more B than A's ...
-    assert summed[A] > 2 * solo_b[A] and summed[B] > 1.25 * solo_a[B], summed[[A, B]]  # measured 5.7x, 1.8x
+    assert summed[A] > 2 * solo_b[A] and summed[B] > 1.25 * solo_a[B], summed[[A, B]]  # measured 4.1x, 2.2x
     # ... each at over half its strength in its own pictures
     assert summed[A] > 0.5 * solo_a[A] and summed[B] > 0.5 * solo_b[B], summed[[A, B]]
 

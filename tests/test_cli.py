@@ -81,18 +81,6 @@ TINY_LAYERS = [
 ]
 
 
-@pytest.fixture(scope="session")
-def shared_weights(request: pytest.FixtureRequest) -> Path:
-    """conftest.py's SHARED_WEIGHTS: the folder holding the trained CIFAR-10 weights."""
-    for plugin in request.config.pluginmanager.get_plugins():
-        if Path(getattr(plugin, "__file__", "") or "").name == "conftest.py" and hasattr(plugin, "SHARED_WEIGHTS"):
-            folder = Path(plugin.SHARED_WEIGHTS)
-            if not (folder / "resnet20-12fca82f.th").exists():
-                pytest.fail(f"the pretrained CIFAR-10 weights are missing from {folder} (set FEATVIS_SHARED_WEIGHTS)")
-            return folder
-    raise AssertionError("tests/conftest.py, which defines SHARED_WEIGHTS, was not loaded")
-
-
 @pytest.fixture
 def tiny(tmp_path: Path) -> str:
     path = tmp_path / "tiny_model.py"
@@ -404,6 +392,7 @@ def featvis_command() -> list[str]:
     return [found]
 
 
+@pytest.mark.slow
 def test_the_console_script_writes_a_gallery_and_python_m_reports_an_error(
     tmp_path: Path, shared_weights: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -10,7 +10,9 @@ chromium-driver``) and the ``selenium`` package; it is skipped, saying which is 
 from __future__ import annotations
 
 import base64
+import fnmatch
 import html.parser
+import importlib.resources
 import os
 import shutil
 from collections.abc import Iterator
@@ -184,6 +186,26 @@ def write_gallery_to_temp(result: RenderResult, curves: torch.Tensor) -> PagePar
         return parse_page(Path(folder) / "index.html")
 
 
+def test_the_page_inlines_the_stylesheet_and_script_shipped_as_package_data(tmp_path: Path) -> None:
+    assets = importlib.resources.files("featvis") / "gallery_assets"
+    css = (assets / "gallery.css").read_text(encoding="utf-8")
+    script = (assets / "gallery.js").read_text(encoding="utf-8")
+    result = RenderResult(torch.rand(2, 3, 8, 8), {}, torch.zeros(2, 5), "demo", 5, units=[4, 9])
+    write_gallery(tmp_path, result)
+    page = (tmp_path / "index.html").read_text(encoding="utf-8")
+    assert page.count("<style>") == 1 and f"<style>\n{css}</style>" in page
+    assert page.count("<script>") == 1 and f"<script>\n{script}</script>" in page
+    # they are the page's own: the stylesheet styles its grid and viewer, the script drives the viewer
+    assert ".grid {" in css and "#viewer {" in css and 'document.getElementById("viewer")' in script
+    # and pyproject.toml ships every file of the folder in the wheel
+    tomllib = pytest.importorskip("tomllib")
+    root = Path(__file__).resolve().parents[1]
+    patterns = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["featvis"]
+    shipped = sorted(p.name for p in (root / "src/featvis/gallery_assets").iterdir() if p.is_file())
+    assert shipped == ["gallery.css", "gallery.js"]
+    assert [name for name in shipped if not any(fnmatch.fnmatch(f"gallery_assets/{name}", p) for p in patterns)] == []
+
+
 def test_unit_file_names() -> None:
     assert [unit_filename(u) for u in (0, 7, 63, 1000)] == [
         "unit-000.png",
@@ -266,6 +288,7 @@ def gallery_folder(tmp_path: Path, resnet20: nn.Module) -> Path:
     return gallery.directory
 
 
+@pytest.mark.slow
 def test_the_gallery_page_works_in_a_real_browser(browser: Any, gallery_folder: Path, tmp_path: Path) -> None:
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By

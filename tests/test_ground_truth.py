@@ -134,6 +134,7 @@ def rendered(trained: tuple[nn.Module, float]) -> featvis.RenderResult:
     return featvis.render_vis(model, objective, param, steps=128, seed=0, progress=False, preprocess=False)
 
 
+@pytest.mark.slow
 def test_network_learned_the_task(trained: tuple[nn.Module, float]) -> None:
     _, accuracy = trained
     assert accuracy >= 0.95, f"the CNN did not learn the stripes (held-out accuracy {accuracy:.3f})"
@@ -150,6 +151,7 @@ def test_measure_on_training_images() -> None:
             assert ratio <= 1 / ORIENTATION_RATIO, ratio
 
 
+@pytest.mark.slow
 def test_render_is_grayscale_image_batch(rendered: featvis.RenderResult, tmp_path: Path) -> None:
     images = rendered.images
     assert images.shape == (2, 1, SIZE, SIZE)
@@ -162,6 +164,7 @@ def test_render_is_grayscale_image_batch(rendered: featvis.RenderResult, tmp_pat
     assert (tmp_path / "ground_truth.png").stat().st_size > 0
 
 
+@pytest.mark.slow
 def test_rendering_recovers_stripe_orientation(
     trained: tuple[nn.Module, float], rendered: featvis.RenderResult
 ) -> None:

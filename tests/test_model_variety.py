@@ -390,6 +390,7 @@ def dynamo_reset() -> Iterator[None]:
     torch._dynamo.reset()
 
 
+@pytest.mark.slow
 def test_torch_compile_wrapper(dynamo_reset: None, model_state: type[ModelState]) -> None:
     inner = made(ConvNet())
     inner.featvis_input_size = 10
@@ -416,6 +417,7 @@ def test_torch_compile_wrapper(dynamo_reset: None, model_state: type[ModelState]
 
 
 # ---- 8. torchvision ViT --------------------------------------------------------------------
+@pytest.mark.slow
 def test_vit_b_16_mlp_neuron_stops_after_the_first_encoder_layer(model_state: type[ModelState]) -> None:
     from torchvision.models import vit_b_16
 
@@ -444,7 +446,7 @@ def test_vit_b_16_mlp_neuron_stops_after_the_first_encoder_layer(model_state: ty
 
 
 # ---- 9. CUDA -------------------------------------------------------------------------------
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.cuda
 def test_image_parameters_follow_the_model_to_cuda(model_state: type[ModelState]) -> None:
     model = made(ConvNet()).cuda()
     before = model_state(model)

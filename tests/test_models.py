@@ -42,8 +42,8 @@ def test_a_tampered_weights_file_is_refused(hub_cache: Path) -> None:
         models.cifar10_resnet20()
 
 
-def test_a_truncated_weights_file_is_refused(tmp_path: Path) -> None:
-    shutil.copy(Path(__file__).resolve().parents[2] / "shared/models/cifar10/resnet32-d509ac18.th", tmp_path)
+def test_a_truncated_weights_file_is_refused(tmp_path: Path, shared_weights: Path) -> None:
+    shutil.copy(shared_weights / "resnet32-d509ac18.th", tmp_path)
     path = tmp_path / "resnet32-d509ac18.th"
     path.write_bytes(path.read_bytes()[:5000])
     with pytest.raises(RuntimeError, match="damaged"):

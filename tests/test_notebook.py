@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import importlib.util
 import io
-import os
 from pathlib import Path
 
 import pytest
@@ -40,7 +39,7 @@ def test_the_committed_notebook_has_no_outputs() -> None:
 
 
 @pytest.fixture(scope="module")
-def executed(tmp_path_factory: pytest.TempPathFactory) -> tuple[object, Path]:
+def executed(tmp_path_factory: pytest.TempPathFactory, shared_weights: Path) -> tuple[object, Path]:
     """The notebook after a run in a fresh kernel of this Python, from the examples folder, with few steps."""
     import nbformat
     from ipykernel.kernelspec import write_kernel_spec
@@ -48,9 +47,6 @@ def executed(tmp_path_factory: pytest.TempPathFactory) -> tuple[object, Path]:
     from jupyter_client.manager import KernelManager
     from nbclient import NotebookClient
 
-    weights = Path(os.environ.get("FEATVIS_SHARED_WEIGHTS", NOTEBOOK.parents[2] / "shared/models/cifar10"))
-    if not (weights / "resnet20-12fca82f.th").exists():
-        pytest.fail(f"the pretrained CIFAR-10 weights are missing from {weights} (set FEATVIS_SHARED_WEIGHTS)")
     work = tmp_path_factory.mktemp("notebook")
     # a kernel of this very interpreter, whatever kernels the user has installed
     write_kernel_spec(work / "kernels" / "featvis-test")
@@ -60,7 +56,7 @@ def executed(tmp_path_factory: pytest.TempPathFactory) -> tuple[object, Path]:
     output = work / "output"
     env = {
         "FEATVIS_NOTEBOOK_STEPS": str(STEPS),
-        "FEATVIS_WEIGHTS_DIR": str(weights),
+        "FEATVIS_WEIGHTS_DIR": str(shared_weights),
         "FEATVIS_NOTEBOOK_OUTPUT": str(output),
         "OMP_NUM_THREADS": "1",
     }
@@ -74,6 +70,7 @@ def executed(tmp_path_factory: pytest.TempPathFactory) -> tuple[object, Path]:
     return notebook, output
 
 
+@pytest.mark.slow
 def test_every_cell_runs_without_errors(executed: tuple[object, Path]) -> None:
     notebook, _ = executed
     outputs = [output for cell in _outputs(notebook) for output in cell]
@@ -86,6 +83,7 @@ def test_every_cell_runs_without_errors(executed: tuple[object, Path]) -> None:
     assert f"at step {STEPS}" in text
 
 
+@pytest.mark.slow
 def test_results_display_as_png_grids(executed: tuple[object, Path]) -> None:
     notebook, _ = executed
     shown = [o for cell in _outputs(notebook) for o in cell if o.output_type in ("execute_result", "display_data")]
@@ -99,6 +97,7 @@ def test_results_display_as_png_grids(executed: tuple[object, Path]) -> None:
     assert all(f"{STEPS} steps" in caption for caption in captions)
 
 
+@pytest.mark.slow
 def test_the_animation_plays_inline_and_is_saved(executed: tuple[object, Path]) -> None:
     notebook, output = executed
     gifs = [o.data["image/gif"] for cell in _outputs(notebook) for o in cell if "image/gif" in o.get("data", {})]
@@ -113,6 +112,7 @@ def test_the_animation_plays_inline_and_is_saved(executed: tuple[object, Path]) 
 
 
 @pytest.mark.skipif(importlib.util.find_spec("ipywidgets") is None, reason="widget progress bars need ipywidgets")
+@pytest.mark.slow
 def test_progress_bars_are_widgets(executed: tuple[object, Path]) -> None:
     notebook, _ = executed
     kinds = {kind for cell in _outputs(notebook) for o in cell for kind in o.get("data", {})}

@@ -257,6 +257,7 @@ def test_a_gradient_render_cannot_move_the_black_box() -> None:
     assert torch.equal(image.basis.spectrum, before)
 
 
+@pytest.mark.slow
 def test_evolution_strategy_renders_a_black_box_beyond_random_search(model_state: type[ModelState]) -> None:
     model = template_model()
     before = model_state(model)
@@ -313,6 +314,7 @@ def test_a_seeded_black_box_render_repeats_exactly() -> None:
     assert torch.equal(first.images, second.images) and torch.equal(first.losses, second.losses)
 
 
+@pytest.mark.slow
 def test_black_boxed_resnet20_class_logit_rises(resnet20: nn.Module, model_state: type[ModelState]) -> None:
     before = model_state(resnet20)
     normalise = featvis.models.default_preprocess(resnet20)
@@ -344,7 +346,7 @@ def test_black_boxed_resnet20_class_logit_rises(resnet20: nn.Module, model_state
     assert reached_probability > 20 * start_probability, (start_probability, reached_probability)
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.cuda
 def test_runs_and_repeats_on_cuda() -> None:
     def run() -> list[torch.Tensor]:
         parameters = [nn.Parameter(torch.zeros(3, 4, 2, device="cuda"))]

@@ -6,7 +6,8 @@ pass of its final image, and calls :func:`write_gallery`, which writes ``unit-00
 ``index.html`` that shows them as a grid of thumbnails, each captioned with its unit number, its final
 activation and its curve (inline SVG). Clicking a thumbnail opens an enlarged view; Escape, a click or
 the close button closes it, and the arrow keys step through the units. The page has its CSS and
-JavaScript inline and loads nothing but the PNGs beside it, so it works from ``file://``, offline.
+JavaScript inline and loads nothing but the PNGs beside it, so it works from ``file://``, offline. The CSS
+and JavaScript are kept as package data, ``featvis/gallery_assets/gallery.css`` and ``gallery.js``.
 
 The command line runs it as ``featvis gallery MODEL LAYER -o DIR`` (see ``docs/cli.md``).
 
@@ -22,12 +23,14 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import html
 import math
 import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import Any, Callable
 
@@ -35,8 +38,11 @@ import torch
 from torch import Tensor, nn
 
 from .hooks import ActivationCapture, Activations, LayerRef, LayerSpec, model_device_dtype
+from .models import resolve_preprocess
 from .objectives import Objective, channel
-from .render import RenderResult, _make_preprocess, _rendering_state, render_channels
+from .render import render_channels
+from .result import RenderResult
+from .state import rendering_state
 
 __all__ = ["CurveRecorder", "Gallery", "render_gallery", "unit_activations", "unit_filename", "write_gallery"]
 
@@ -159,10 +165,10 @@ def unit_activations(
     if len(units) != images.shape[0]:
         raise ValueError(f"got {len(units)} units for {images.shape[0]} images; give one unit per image")
     device, dtype = model_device_dtype(model)
-    prepare = _make_preprocess(preprocess, model, device)
+    prepare = resolve_preprocess(preprocess, model, device)
     ref = LayerRef.parse(layer)
     values: list[Tensor] = []
-    with _rendering_state(model), ActivationCapture(model, [ref]) as capture, torch.no_grad():
+    with rendering_state(model), ActivationCapture(model, [ref]) as capture, torch.no_grad():
         for start in range(0, images.shape[0], batch_size):
             chunk = images[start : start + batch_size].to(device)
             acts = capture.run(prepare(chunk).to(dtype), image=chunk)
@@ -221,87 +227,15 @@ def _curve_svg(values: Sequence[float], css_class: str = "curve") -> str:
     )
 
 
-_STYLE = """
-:root { color-scheme: light dark; --fg: #1d1d1f; --bg: #fafafa; --muted: #6b6b70; --card: #fff; --line: #2f6fdb; }
-@media (prefers-color-scheme: dark) { :root { --fg: #e8e8ea; --bg: #161618; --muted: #9a9aa0; --card: #222226; } }
-* { box-sizing: border-box; }
-body { margin: 0; padding: 1rem 1.25rem 2rem; font: 14px/1.4 system-ui, sans-serif; color: var(--fg);
-  background: var(--bg); }
-h1 { font-size: 1.3rem; margin: 0 0 .25rem; }
-header p { margin: .2rem 0; color: var(--muted); }
-.grid { display: grid; grid-template-columns: repeat(auto-fill, minmax(var(--thumb), 1fr)); gap: .6rem;
-  margin-top: 1rem; }
-.unit { margin: 0; padding: .35rem; background: var(--card); border-radius: 6px;
-  box-shadow: 0 1px 2px rgba(0, 0, 0, .15); }
-.unit a { display: block; line-height: 0; cursor: zoom-in; }
-.unit img, #viewer img { width: 100%; height: auto; aspect-ratio: var(--aspect); display: block; }
-.pixelated img { image-rendering: pixelated; }
-.unit figcaption { display: flex; justify-content: space-between; gap: .3rem; margin-top: .25rem;
-  font-size: 12px; }
-.unit .activation { color: var(--muted); font-variant-numeric: tabular-nums; }
-svg.curve { display: block; width: 100%; height: 22px; margin-top: .15rem; overflow: visible; }
-svg.curve polyline { fill: none; stroke: var(--line); stroke-width: 1.5; vector-effect: non-scaling-stroke; }
-svg.curve line.zero { stroke: var(--muted); stroke-dasharray: 3 3; stroke-width: 1; vector-effect: non-scaling-stroke; }
-#viewer { border: none; border-radius: 8px; padding: 1rem; background: var(--card); color: var(--fg);
-  width: min(92vw, 600px); max-height: 96vh; }
-#viewer::backdrop { background: rgba(0, 0, 0, .7); }
-#viewer figure { margin: 0; }
-#viewer img { width: auto; height: min(65vh, 512px); max-width: 100%; margin: 0 auto; cursor: zoom-out; }
-#viewer figcaption { margin-top: .5rem; }
-#viewer svg.curve { height: 60px; margin-top: .5rem; }
-#viewer .hint { color: var(--muted); font-size: 12px; }
-#viewer button { float: right; font-size: 1.1rem; line-height: 1; border: none; background: none;
-  color: var(--fg); cursor: pointer; }
-"""
+#: the folder, inside the featvis package, of the page's stylesheet and script (package data)
+_ASSETS = "gallery_assets"
 
-_SCRIPT = """
-(function () {
-  const viewer = document.getElementById("viewer");
-  const image = document.getElementById("viewer-image");
-  const caption = document.getElementById("viewer-caption");
-  const curve = document.getElementById("viewer-curve");
-  const units = Array.from(document.querySelectorAll(".unit"));
-  let current = -1;
-  function show(position) {
-    current = (position + units.length) % units.length;
-    const unit = units[current];
-    image.src = unit.querySelector("img").getAttribute("src");
-    image.alt = unit.querySelector("img").alt;
-    caption.textContent = unit.dataset.title;
-    const svg = unit.querySelector("svg.curve");
-    curve.innerHTML = svg ? svg.outerHTML : "";
-    viewer.dataset.unit = unit.dataset.unit;
-    if (!viewer.open) viewer.showModal();
-    history.replaceState(null, "", "#" + unit.id);
-  }
-  function close() {
-    if (viewer.open) viewer.close();
-  }
-  units.forEach(function (unit, position) {
-    unit.querySelector("a").addEventListener("click", function (event) {
-      event.preventDefault();
-      show(position);
-    });
-  });
-  viewer.addEventListener("click", close);
-  viewer.addEventListener("close", function () {
-    delete viewer.dataset.unit;
-    history.replaceState(null, "", location.pathname + location.search);
-  });
-  document.addEventListener("keydown", function (event) {
-    if (!viewer.open) return;
-    if (event.key === "ArrowRight") show(current + 1);
-    else if (event.key === "ArrowLeft") show(current - 1);
-    else if (event.key === "Escape") close();
-  });
-  function follow() {
-    const linked = location.hash ? document.getElementById(location.hash.slice(1)) : null;
-    if (linked && units.includes(linked)) show(units.indexOf(linked));
-  }
-  window.addEventListener("hashchange", follow);
-  follow();
-})();
-"""
+
+@functools.cache
+def _asset(name: str) -> str:
+    """The text of ``name`` in featvis's ``gallery_assets/``: ``gallery.css`` and ``gallery.js``, which
+    :func:`write_gallery` puts inline in every page."""
+    return resources.files("featvis").joinpath(_ASSETS).joinpath(name).read_text(encoding="utf-8")
 
 
 def write_gallery(
@@ -396,13 +330,15 @@ def write_gallery(
         "Click an image to enlarge it; Escape or a click closes it, ← and → step through the units."
     )
     first = html.escape(names[0]) if names else ""
+    style, script = _asset("gallery.css"), _asset("gallery.js")
     page = f"""<!DOCTYPE html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{html.escape(page_title)}</title>
-<style>{_STYLE}</style>
+<style>
+{style}</style>
 </head>
 <body>
 <header>
@@ -418,7 +354,8 @@ def write_gallery(
 <figcaption id="viewer-caption"></figcaption><div id="viewer-curve"></div>
 <p class="hint">Esc or click: close · ← →: previous / next</p></figure>
 </dialog>
-<script>{_SCRIPT}</script>
+<script>
+{script}</script>
 </body>
 </html>
 """
