@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import difflib
 import re
+import weakref
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Union
@@ -166,12 +167,19 @@ def _strip_wrapper(name: str) -> str:
     return name
 
 
+#: layers found so far, per model: checked on reuse (the module must still be at that name), so that a
+#: layer named again by the steps of one run costs a walk down its path, not a walk of the whole model
+_FOUND: weakref.WeakKeyDictionary[nn.Module, dict[LayerRef, tuple[str, nn.Module]]] = weakref.WeakKeyDictionary()
+
+
 def resolve_layer(model: nn.Module, ref: LayerRef) -> tuple[str, nn.Module]:
     """Find the module a :class:`LayerRef` points at, and its name.
 
     Raises a ``ValueError`` naming the closest valid layer names when the name is
     unknown, or when a module object is not part of ``model``. On a model wrapped by
     ``torch.compile`` or ``nn.DataParallel``, the inner model's names work as well.
+    A layer found once is remembered for that model, and checked to be still
+    there when asked for again.
 
     Example:
         >>> from torch import nn
@@ -179,6 +187,20 @@ def resolve_layer(model: nn.Module, ref: LayerRef) -> tuple[str, nn.Module]:
         >>> resolve_layer(model, LayerRef("0"))[0]
         '0'
     """
+    known = _FOUND.get(model)
+    found = None if known is None else known.get(ref)
+    if found is not None:
+        try:
+            if model.get_submodule(found[0]) is found[1]:
+                return found
+        except AttributeError:  # the module was removed or replaced: look again
+            pass
+    found = _search_layer(model, ref)
+    _FOUND.setdefault(model, {})[ref] = found
+    return found
+
+
+def _search_layer(model: nn.Module, ref: LayerRef) -> tuple[str, nn.Module]:
     if isinstance(ref.layer, nn.Module):
         for name, module in model.named_modules():
             if module is ref.layer:
@@ -438,16 +460,18 @@ class ActivationCapture:
         self.model = model
         self.stop_early = stop_early
         self.names: dict[nn.Module, str] = {}
+        # the layers found here, handed on to each forward pass's Activations
+        self._resolved: dict[LayerRef, tuple[str, nn.Module]] = {}
         for spec in layers:
             ref = LayerRef.parse(spec)
             if ref.layer == INPUT:
                 continue
             name, module = resolve_layer(model, ref)
             self.names.setdefault(module, name)
+            self._resolved[ref] = (name, module)
         self._outputs: dict[nn.Module, Any] = {}
         self._handles: list[RemovableHandle] = []
         self._active = False
-        self._resolved: dict[LayerRef, tuple[str, nn.Module]] = {}
 
     @property
     def modules(self) -> list[nn.Module]:
