@@ -38,6 +38,7 @@ PAGES_WITH_CODE = [
     "concepts/render-loop.md",
     "custom-objective.md",
     "own-model.md",
+    "architecture.md",
 ]
 #: code blocks that need a download are not run (they would fetch ImageNet weights)
 NEEDS_DOWNLOAD = ('weights="DEFAULT"',)
@@ -200,10 +201,11 @@ def test_the_api_pages_see_examples_links_and_every_argument(griffe_featvis: Any
     assert [section.kind.value for section in render_vis.parsed][-1] == "examples"
     save_gif = griffe_featvis["animation.save_gif"].docstring
     (arguments,) = [section for section in save_gif.parsed if section.kind.value == "parameters"]
-    assert [argument.name for argument in arguments.value][:8] == [
-        *("result", "path", "fps", "loop", "hold_last", "nrow", "padding", "labels"),
+    # the grid's options are one keyword bundle, documented once, on GridOptions
+    assert [argument.name for argument in arguments.value] == [
+        *("result", "path", "fps", "loop", "hold_last", "step_caption", "**grid_options"),
     ]
-    assert "[`RenderResult.grid`][featvis.render.RenderResult.grid]" in save_gif.value
+    assert "[`GridOptions`][featvis.grid.GridOptions]" in save_gif.value
     # made at run time: griffe's static reading alone sees no docstring
     factory = griffe_featvis["models.cifar10_resnet20"].docstring
     assert factory is not None

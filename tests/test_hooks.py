@@ -146,3 +146,14 @@ def test_a_layer_the_forward_pass_never_reaches() -> None:
 def test_run_outside_the_with_block_is_refused() -> None:
     with pytest.raises(RuntimeError, match="inside its `with` block"):
         ActivationCapture(Net(), ["after"]).run(torch.ones(1, 1, 2, 2))
+
+
+def test_a_layer_replaced_after_it_was_found_is_found_again() -> None:
+    model = nn.Sequential(nn.Linear(2, 3), nn.ReLU())
+    first = resolve_layer(model, LayerRef("0"))
+    assert first == ("0", model[0]) and resolve_layer(model, LayerRef("0")) is first  # remembered
+    model[0] = nn.Linear(2, 5)
+    assert resolve_layer(model, LayerRef("0")) == ("0", model[0])
+    del model[1]
+    with pytest.raises(ValueError, match="unknown layer '1'"):
+        resolve_layer(model, LayerRef("1"))

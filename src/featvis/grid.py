@@ -3,7 +3,7 @@
 :class:`GridOptions` holds how a grid is laid out (images per row, padding,
 captions, enlargement); :func:`grid` draws one. :class:`~featvis.result.RenderResult`
 (``result.grid(...)``, ``result.save_grid(...)``) and the animations of
-:mod:`featvis.animation` (one grid per frame) take the same four options.
+``featvis.animation`` (one grid per frame) take the same four options.
 
 Example:
     >>> import torch

@@ -3,7 +3,7 @@
 One step is: parameterisation -> transforms -> preprocessing -> model (with
 hooks on the targeted layers only, stopped after the deepest one) -> objective
 -> loss -> optimizer step. :func:`render_vis` sets the run's state
-(:mod:`featvis.state`), builds the step (:mod:`featvis.step`), drives it
+(``featvis.state``), builds the step (``featvis.step``), drives it
 (:func:`featvis.loop.optimize`) and returns a :class:`~featvis.result.RenderResult`;
 :func:`render_channels` renders many units of a layer, one image each, in chunks
 sized by :func:`~featvis.batching.auto_batch_size`.

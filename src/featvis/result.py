@@ -3,7 +3,7 @@
 A result holds the final images (``N, C, H, W`` on the CPU, in [0, 1]), the
 snapshots kept during the run, and the loss history. It gives NumPy arrays, PIL
 images, PNG files and grids (laid out by :class:`~featvis.grid.GridOptions`),
-animations of its snapshots (:mod:`featvis.animation`), and shows itself as a
+animations of its snapshots (``featvis.animation``), and shows itself as a
 grid in Jupyter.
 
 Example:
