@@ -82,6 +82,37 @@ def test_the_checks_see_the_package() -> None:
     assert {"featvis", "featvis.render", "featvis.step", "featvis.loop", "featvis.param"} <= names
 
 
+def private_attributes_of_modules(path: Path) -> list[tuple[str, int]]:
+    """``module._name`` reads in ``path`` where ``module`` is a featvis module it imported."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    modules: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and (node.level or (node.module or "").startswith("featvis")):
+            for alias in node.names:
+                if node.module is None or alias.name[:1].islower():  # from . import x, or a module
+                    modules.add(alias.asname or alias.name)
+        elif isinstance(node, ast.Import):
+            modules.update(alias.asname or alias.name.split(".")[0] for alias in node.names if "featvis" in alias.name)
+    return [
+        (f"{node.value.id}.{node.attr}", node.lineno)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Attribute)
+        and isinstance(node.value, ast.Name)
+        and node.value.id in modules
+        and node.attr.startswith("_")
+        and not node.attr.startswith("__")
+    ]
+
+
+def test_no_module_reads_a_private_name_of_another() -> None:
+    offences = [
+        f"{module_name(path)}:{line} reads {name}"
+        for path in MODULES
+        for name, line in private_attributes_of_modules(path)
+    ]
+    assert offences == []
+
+
 def test_no_module_imports_a_private_name_of_another() -> None:
     offences = [
         f"{module_name(path)}:{line} imports {name} from {target}"
@@ -156,3 +187,9 @@ def test_the_checks_find_a_cycle_and_a_private_import() -> None:
     assert b_imports.found == [("featvis.a", [], 2)]  # the TYPE_CHECKING import does not run
     assert find_cycles({"a": {"b"}, "b": {"a"}, "c": {"a"}}) == [["a", "b", "a"]]
     assert find_cycles({"a": {"b"}, "b": set()}) == []
+
+
+def test_the_check_finds_a_private_read(tmp_path: Path) -> None:
+    path = tmp_path / "reader.py"
+    path.write_text("from . import models as featvis_models\nx = featvis_models._WEIGHTS\ny = featvis_models.__doc__\n")
+    assert private_attributes_of_modules(path) == [("featvis_models._WEIGHTS", 2)]

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 import featvis
-from featvis.hooks import ActivationCapture, LayerNotReachedError, LayerRef
+from featvis.hooks import ActivationCapture, LayerNotReachedError, LayerRef, resolve_layer
 
 
 class Counter(nn.Module):

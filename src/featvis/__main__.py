@@ -1,4 +1,4 @@
-"""``python -m featvis ...`` runs the ``featvis`` command (see :mod:`featvis.cli`).
+"""``python -m featvis ...`` runs the ``featvis`` command (see ``featvis.cli``).
 
 Example:
     >>> import subprocess, sys

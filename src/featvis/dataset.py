@@ -3,13 +3,14 @@
 A feature visualisation shows what a unit responds to in the extreme; the images of a
 data set that excite it most show what it responds to in practice. :func:`top_activating`
 runs a model over a data loader (hooked at one layer, stopped there, without gradients,
-keeping only the running top ``k``) and returns :class:`DatasetExamples`: the top
-images, their scores, where in the dataset they are, where in the image the unit
+keeping only the running top ``k``) and returns :class:`~featvis.dataset_examples.DatasetExamples`:
+the top images, their scores, where in the dataset they are, where in the image the unit
 peaked, and the crop of the image inside the unit's receptive field there.
 
-:func:`receptive_field` finds the input pixels that a position of any layer depends on,
-from the support of a gradient (see its docstring); :func:`examples_figure` puts units'
-visualisations beside their top images and crops, one labelled row per unit.
+The receptive fields come from ``featvis.receptive`` (:func:`~featvis.receptive.receptive_field`),
+the result and its pictures from ``featvis.dataset_examples``
+(:func:`~featvis.dataset_examples.examples_figure`: units' visualisations beside their top images
+and crops); both are importable from here as well.
 
 Example:
     >>> import torch
@@ -25,36 +26,28 @@ Example:
 from __future__ import annotations
 
 import math
-import os
 import warnings
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, NamedTuple, Union
+from typing import Any, Union
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.overrides import TorchFunctionMode
 
-from .gradients import RELU_LIKE
+from .dataset_examples import DatasetExamples, examples_figure
 from .hooks import (
     INPUT,
     ActivationCapture,
     Activations,
     LayerRef,
-    LayerSpec,
     MissingLayer,
     channels_first,
     model_device_dtype,
     resolve_layer,
 )
-from .models import default_input_channels, resolve_preprocess
-from .result import RenderResult
-from .sizes import size_pair
+from .models import resolve_preprocess
+from .receptive import Box, as_position, check_position, receptive_boxes, receptive_field
 from .state import rendering_state
-
-if TYPE_CHECKING:
-    from PIL.Image import Image as PILImage
 
 __all__ = ["Box", "DatasetExamples", "UnitSpec", "examples_figure", "receptive_field", "top_activating"]
 
@@ -64,232 +57,9 @@ UnitSpec = Union[str, tuple, Callable[[Activations], Tensor]]
 
 #: Images whose values go beyond [0, 1] by more than this are taken to be normalised already.
 _RANGE_TOLERANCE = 0.05
-#: Random probe images per position when finding receptive fields (their supports are joined).
-_PROBES = 2
-#: Probe images per backward pass when finding receptive fields.
-_PROBE_BATCH = 16
-
-
-# ---- receptive fields ----------------------------------------------------------------
-class Box(NamedTuple):
-    """A rectangle of image pixels: rows ``top`` to ``bottom - 1``, columns ``left`` to ``right - 1``.
-
-    Example:
-        >>> box = Box(top=2, left=0, bottom=7, right=3)
-        >>> box.height, box.width
-        (5, 3)
-    """
-
-    top: int
-    left: int
-    bottom: int
-    right: int
-
-    @property
-    def height(self) -> int:
-        """Rows in the box."""
-        return self.bottom - self.top
-
-    @property
-    def width(self) -> int:
-        """Columns in the box."""
-        return self.right - self.left
-
-
-def _straight_through(value: Tensor, gradient_path: Tensor) -> Tensor:
-    """``value`` forward, the gradient of ``gradient_path`` backward."""
-    return gradient_path + (value - gradient_path).detach()
-
-
-#: Functions whose gradient is zero on part of their input (the ReLU-like ones and other clipping
-#: functions), and the out-of-place function that computes their value (for the in-place ones).
-_CLIPPING: dict[Callable[..., Any], Callable[..., Any]] = {
-    **RELU_LIKE,
-    F.threshold: F.threshold,
-    F.threshold_: F.threshold,
-    F.hardsigmoid: F.hardsigmoid,
-    F.hardswish: F.hardswish,
-    torch.clamp: torch.clamp,
-    Tensor.clamp: torch.clamp,
-    torch.clamp_: torch.clamp,
-    Tensor.clamp_: torch.clamp,
-    torch.clip: torch.clamp,
-    Tensor.clip: torch.clamp,
-    Tensor.clip_: torch.clamp,
-    torch.clamp_min: torch.clamp_min,
-    Tensor.clamp_min: torch.clamp_min,
-    torch.clamp_min_: torch.clamp_min,
-    Tensor.clamp_min_: torch.clamp_min,
-}
-
-_MAX_POOL_ARGUMENTS = ("input", "kernel_size", "stride", "padding", "dilation", "ceil_mode", "return_indices")
-
-
-class _Linearised(TorchFunctionMode):
-    """Inside, gradients flow as if the network were linear, while values stay the same.
-
-    ReLU-like functions pass the gradient everywhere (straight through) and max pooling passes
-    it to its whole window (as average pooling does), so that neither hides a pixel on which a
-    position depends only because of the probe image's values. In-place versions compute
-    out of place here: the gradient path needs the input as it was.
-    """
-
-    def __torch_function__(
-        self, func: Callable[..., Any], types: Any, args: tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None
-    ) -> Any:
-        kwargs = dict(kwargs or {})
-        if func in _CLIPPING and args and isinstance(args[0], Tensor) and args[0].is_floating_point():
-            kwargs.pop("inplace", None)
-            return _straight_through(_CLIPPING[func](*args, **kwargs), args[0])
-        if func is F.max_pool2d:
-            bound = dict(zip(_MAX_POOL_ARGUMENTS, args))
-            bound.update(kwargs)
-            dilation = bound.get("dilation", 1)
-            if not bound.get("return_indices", False) and dilation in (1, (1, 1), [1, 1]):
-                value = func(*args, **kwargs)
-                window = F.avg_pool2d(
-                    bound["input"],
-                    bound["kernel_size"],
-                    bound.get("stride"),
-                    bound.get("padding", 0),
-                    bool(bound.get("ceil_mode", False)),
-                    count_include_pad=True,
-                )
-                return _straight_through(value, window)
-        if func is F.adaptive_max_pool2d:
-            bound = dict(zip(("input", "output_size", "return_indices"), args))
-            bound.update(kwargs)
-            if not bound.get("return_indices", False):
-                value = func(*args, **kwargs)
-                return _straight_through(value, F.adaptive_avg_pool2d(bound["input"], bound["output_size"]))
-        return func(*args, **kwargs)
-
-
-def _receptive_boxes(
-    model: nn.Module,
-    ref: LayerRef,
-    positions: Sequence[tuple[int, ...]],
-    image_shape: tuple[int, int, int],
-    prepare: Callable[[Tensor], Tensor],
-    device: torch.device,
-    dtype: torch.dtype,
-) -> dict[tuple[int, ...], Box]:
-    """The receptive field of each position of layer ``ref`` (inside ``_rendering_state``)."""
-    channels, height, width = image_shape
-    generator = torch.Generator().manual_seed(0)  # probes repeat from call to call; torch's own state is untouched
-    unique = list(dict.fromkeys(positions))
-    per_pass = max(1, _PROBE_BATCH // _PROBES)
-    boxes: dict[tuple[int, ...], Box] = {}
-    for start in range(0, len(unique), per_pass):
-        chunk = unique[start : start + per_pass]
-        probe = torch.rand((len(chunk) * _PROBES, channels, height, width), generator=generator)
-        probe = probe.to(device).requires_grad_(True)
-        with torch.enable_grad(), _Linearised(), ActivationCapture(model, [ref]) as capture:
-            activations = channels_first(capture.run(prepare(probe).to(dtype), image=probe)[ref], ref)
-            # a random mixture of all channels: the layer's receptive field, which no single
-            # channel's zero weights can shrink (a cancellation to exactly zero has probability zero)
-            mixture = torch.randn(activations.shape[1], generator=generator).to(activations)
-            total = activations.new_zeros(())
-            for number, position in enumerate(chunk):
-                rows = slice(number * _PROBES, (number + 1) * _PROBES)
-                total = total + (activations[(rows, slice(None), *position)] * mixture).sum()
-            (gradient,) = torch.autograd.grad(total.float(), probe)
-        support = gradient.detach().abs().amax(dim=1) > 0  # (probes, H, W)
-        for number, position in enumerate(chunk):
-            boxes[position] = _bounding_box(support[number * _PROBES : (number + 1) * _PROBES].any(dim=0))
-    return boxes
-
-
-def _bounding_box(mask: Tensor) -> Box:
-    """The smallest box holding every ``True`` of a 2-D mask (the whole image if there is none)."""
-    rows = mask.any(dim=1).nonzero().flatten()
-    columns = mask.any(dim=0).nonzero().flatten()
-    if rows.numel() == 0:  # the position does not depend on the image at all
-        return Box(0, 0, mask.shape[0], mask.shape[1])
-    return Box(int(rows[0]), int(columns[0]), int(rows[-1]) + 1, int(columns[-1]) + 1)
-
-
-def receptive_field(
-    model: nn.Module,
-    layer: LayerSpec,
-    position: Sequence[int],
-    image_size: int | tuple[int, int],
-    *,
-    image_channels: int | None = None,
-    preprocess: Callable[[Tensor], Tensor] | bool | None = None,
-) -> Box:
-    """The pixels of an image that one position of a layer depends on.
-
-    Found for any model from the support of a gradient: the gradient, with respect to
-    random probe images, of a random mixture of the layer's channels at ``position``.
-    A pixel is in the field when that gradient is not zero there. So that the probe's
-    values do not hide pixels, the backward pass is linearised: ReLU, ReLU6, hardtanh,
-    threshold, clamp and hard-sigmoid/swish pass the gradient straight through, and
-    max pooling spreads it over its whole window; two probes are joined for what this
-    does not cover. Zero padding makes the field smaller near the borders: the box is
-    always inside the image. Weights that are exactly zero leave their pixels out (the
-    field is what the trained unit can see, not only the architecture's reach).
-
-    Args:
-        model: the network (it comes back untouched).
-        layer: the layer.
-        position: where in the layer's output: ``(y, x)`` for ``(N, C, H, W)``
-            activations, ``(token,)`` for ``(N, tokens, C)``, ``()`` for ``(N, C)``.
-        image_size: the image's size, ``H`` or ``(H, W)`` (the field depends on it
-            only near the borders).
-        image_channels: channels of the image (default: what the model takes).
-        preprocess: as in :func:`featvis.render_vis` (default: the model's own).
-
-    Returns:
-        A :class:`Box` in image pixels (``bottom`` and ``right`` excluded).
-
-    Example:
-        >>> from torch import nn
-        >>> model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 4, 3, stride=2)).eval()
-        >>> receptive_field(model, "2", (3, 3), 16)  # rows 6-8 of layer 0 see rows 5-9 of the image
-        Box(top=5, left=5, bottom=10, right=10)
-        >>> receptive_field(model, "0", (0, 0), 16)  # clipped by the image's border
-        Box(top=0, left=0, bottom=2, right=2)
-    """
-    height, width = size_pair(image_size)
-    channels = image_channels if image_channels is not None else default_input_channels(model)
-    ref = LayerRef.parse(layer)
-    resolve_layer(model, ref)
-    position = _as_position(position, "position")
-    device, dtype = model_device_dtype(model)
-    prepare = resolve_preprocess(preprocess, model, device)
-    with rendering_state(model):
-        probe = torch.zeros(1, channels, height, width, device=device)
-        with torch.no_grad(), ActivationCapture(model, [ref]) as capture:
-            shape = channels_first(capture.run(prepare(probe).to(dtype))[ref], ref).shape
-        _check_position(position, tuple(shape[2:]), ref)
-        return _receptive_boxes(model, ref, [position], (channels, height, width), prepare, device, dtype)[position]
 
 
 # ---- what to rank by -------------------------------------------------------------------
-def _as_position(values: Sequence[int], what: str) -> tuple[int, ...]:
-    position = tuple(values)
-    for value in position:
-        if not isinstance(value, int) or isinstance(value, bool):
-            raise TypeError(f"{what} must be whole numbers, such as (y, x), got {tuple(values)!r}")
-    return position
-
-
-def _check_position(position: tuple[int, ...], sizes: tuple[int, ...], ref: LayerRef) -> None:
-    if len(position) != len(sizes):
-        kind = {0: "(N, C): give no position", 1: "(N, tokens, C): give (token,)", 2: "(N, C, H, W): give (y, x)"}
-        raise ValueError(
-            f"position {position} does not fit layer {str(ref)!r}, whose activations are "
-            f"{kind.get(len(sizes), f'{len(sizes)}-D per channel')}"
-        )
-    for value, size in zip(position, sizes):
-        if not 0 <= value < size:
-            raise ValueError(
-                f"position {position} is out of range for layer {str(ref)!r}, whose activation map is "
-                f"{'x'.join(map(str, sizes))} (valid: 0 to size - 1 along each axis)"
-            )
-
-
 @dataclass(frozen=True)
 class _Unit:
     """A parsed :data:`UnitSpec`."""
@@ -322,7 +92,7 @@ class _Unit:
         units = units[:, self.channel]
         sizes = tuple(units.shape[1:])
         if self.position is not None:
-            _check_position(self.position, sizes, self.ref)
+            check_position(self.position, sizes, self.ref)
             return units[(slice(None), *self.position)], [self.position] * count
         peaks = units.reshape(count, -1).argmax(dim=1)  # the first maximum, in row-major order
         scores = units.reshape(count, -1).gather(1, peaks[:, None])[:, 0]
@@ -351,7 +121,7 @@ def _parse_unit(unit: UnitSpec, model: nn.Module) -> _Unit:
         channel, *position = unit[1:]
         if not isinstance(channel, int) or isinstance(channel, bool) or channel < 0:
             raise ValueError(f"the channel of a unit is a whole number from 0, got {channel!r}")
-        fixed = _as_position(position, "a neuron's position") if position else None
+        fixed = as_position(position, "a neuron's position") if position else None
         description = f"{ref}:{channel}" + (f" at {fixed}" if fixed else "")
         return _Unit(description, ref, channel, fixed)
     if callable(unit):
@@ -418,112 +188,6 @@ def _describe(batch: Any) -> str:
         first = type(batch[0]).__name__ if batch else "nothing"
         return f"a {type(batch).__name__} of {len(batch)} items starting with a {first}"
     return f"a {type(batch).__name__}"
-
-
-# ---- the result ------------------------------------------------------------------------
-@dataclass
-class DatasetExamples:
-    """The top images of a dataset for one unit (best first), from :func:`top_activating`.
-
-    Attributes:
-        unit: what was ranked by, e.g. ``"layer2:5"``.
-        images: the top images, ``(k, C, H, W)`` on the CPU, as the data gave them.
-        scores: their scores, ``(k,)``: the channel's largest activation in the image
-            (a neuron's activation, or the function's value).
-        indices: their positions in the data, counting images in the order the data
-            gave them, from 0.
-        positions: where the channel peaked in each image, in the layer's coordinates
-            (``(y, x)``; ``()`` for a layer without positions); ``None`` for a function.
-        boxes: the receptive field of each position, in image pixels (see
-            :func:`receptive_field`); ``None`` for a function or with ``crop=False``.
-        crops: each image cut to its box, ``(C, h, w)`` tensors (smaller near borders).
-        labels: the labels the batches came with, if they had any.
-        seen: how many images were ranked.
-
-    Example:
-        >>> examples = DatasetExamples("demo", torch.rand(2, 3, 8, 8), torch.tensor([2.0, 1.0]), torch.tensor([4, 0]))
-        >>> len(examples), examples.grid(scale=2).width  # two 16-pixel tiles and 2-pixel gaps
-        (2, 38)
-    """
-
-    unit: str
-    images: Tensor
-    scores: Tensor
-    indices: Tensor
-    positions: list[tuple[int, ...]] | None = None
-    boxes: list[Box] | None = None
-    crops: list[Tensor] | None = None
-    labels: list[Any] | None = None
-    seen: int = 0
-
-    def __len__(self) -> int:
-        return self.images.shape[0]
-
-    def crop_tiles(self, size: tuple[int, int] | None = None) -> Tensor:
-        """The crops on white tiles of one size, ``(k, C, H, W)``, each enlarged by the same whole factor.
-
-        Every crop is magnified by the largest whole factor at which the largest crop fits
-        ``size`` (default: the images' size), and centred, so crops keep their relative sizes.
-
-        Example:
-            >>> examples = DatasetExamples("demo", torch.rand(1, 3, 8, 8), torch.ones(1), torch.zeros(1))
-            >>> examples.crops = [torch.zeros(3, 3, 2)]
-            >>> examples.crop_tiles((8, 8))[0, 0]
-            tensor([[1., 1., 1., 1., 1., 1., 1., 1.],
-                    [1., 1., 0., 0., 0., 0., 1., 1.],
-                    [1., 1., 0., 0., 0., 0., 1., 1.],
-                    [1., 1., 0., 0., 0., 0., 1., 1.],
-                    [1., 1., 0., 0., 0., 0., 1., 1.],
-                    [1., 1., 0., 0., 0., 0., 1., 1.],
-                    [1., 1., 0., 0., 0., 0., 1., 1.],
-                    [1., 1., 1., 1., 1., 1., 1., 1.]])
-        """
-        if self.crops is None:
-            raise ValueError(
-                "these examples have no crops: they were ranked by a function (no position) or with crop=False"
-            )
-        height, width = size if size is not None else tuple(self.images.shape[-2:])
-        largest_h = max(crop.shape[1] for crop in self.crops)
-        largest_w = max(crop.shape[2] for crop in self.crops)
-        factor = max(1, min(height // largest_h, width // largest_w))
-        tiles = torch.ones(len(self.crops), self.images.shape[1], height, width)
-        for tile, crop in zip(tiles, self.crops):
-            big = crop.repeat_interleave(factor, dim=1).repeat_interleave(factor, dim=2)[:, :height, :width]
-            top, left = (height - big.shape[1]) // 2, (width - big.shape[2]) // 2
-            tile[:, top : top + big.shape[1], left : left + big.shape[2]] = big
-        return tiles
-
-    def grid(
-        self, *, crops: bool = False, nrow: int | None = None, scale: int = 1, labels: bool | Sequence[object] = True
-    ) -> PILImage:
-        """The top images (or with ``crops=True`` their crops) as a PIL grid, captioned with their scores.
-
-        Args:
-            crops: show the receptive-field crops instead of the whole images.
-            nrow: images per row (default: all in one row).
-            scale: enlarge each image this many times.
-            labels: ``True`` for the scores, ``False`` for none, or one caption per image.
-
-        Example:
-            >>> examples = DatasetExamples("demo", torch.rand(3, 3, 8, 8), torch.ones(3), torch.arange(3))
-            >>> examples.grid(scale=4).width  # three 32-pixel tiles in a row, 2-pixel gaps
-            104
-        """
-        images = self.crop_tiles() if crops else self.images
-        captions = [f"{float(s):.3g}" for s in self.scores] if labels is True else (labels or None)
-        result = RenderResult(images.float().clamp(0, 1), {}, torch.zeros(0), self.unit, 0)
-        return result.grid(nrow=nrow or max(1, len(self)), labels=captions, scale=scale)
-
-    def save_grid(self, path: str | os.PathLike[str], **grid_options: Any) -> None:
-        """Save :meth:`grid` as a PNG (options as there).
-
-        Example:
-            >>> import tempfile, pathlib
-            >>> examples = DatasetExamples("demo", torch.rand(2, 3, 8, 8), torch.ones(2), torch.arange(2))
-            >>> with tempfile.TemporaryDirectory() as folder:
-            ...     examples.save_grid(pathlib.Path(folder) / "top.png", scale=2)
-        """
-        self.grid(**grid_options).save(path)
 
 
 # ---- ranking -------------------------------------------------------------------------
@@ -649,7 +313,7 @@ def top_activating(
                 needed.setdefault(one.ref, []).extend(top.positions)
         image_shape = (int(size[0]), int(size[1]), int(size[2]))
         fields = {
-            ref: _receptive_boxes(model, ref, positions, image_shape, prepare, device, dtype)
+            ref: receptive_boxes(model, ref, positions, image_shape, prepare, device, dtype)
             for ref, positions in needed.items()
         }
         results = [top.result(one, seen, fields.get(one.ref) if one.ref else None) for top, one in zip(tops, units)]
@@ -754,89 +418,3 @@ def _warn_if_shuffled(data: Any) -> None:
             "dataset indices; use shuffle=False to find the images in the dataset again",
             stacklevel=3,
         )
-
-
-# ---- pictures -----------------------------------------------------------------------
-def _fit(images: Tensor, size: tuple[int, int]) -> Tensor:
-    """Images resized to ``size`` (bilinear) when they are not that size already."""
-    if tuple(images.shape[-2:]) == size:
-        return images
-    return F.interpolate(images, size=size, mode="bilinear", align_corners=False).clamp(0, 1)
-
-
-def examples_figure(
-    examples: Sequence[DatasetExamples],
-    visualisations: Tensor | RenderResult | None = None,
-    *,
-    labels: Sequence[object] | None = None,
-    crops: bool = True,
-    scale: int = 3,
-) -> PILImage:
-    """One labelled row per unit: its visualisation, its top images, then their crops.
-
-    Args:
-        examples: one :class:`DatasetExamples` per unit (all with the same ``k``).
-        visualisations: one image per unit, ``(units, C, H, W)`` in [0, 1] or a
-            :class:`~featvis.render.RenderResult` (e.g. from
-            :func:`featvis.render_channels`); resized to the images' size if needed.
-            ``None`` shows the examples only.
-        labels: the caption under each visualisation (default: each unit's name).
-        crops: add the receptive-field crops after the images, each on a white tile,
-            all of a row enlarged by the same whole factor (the largest that fits).
-        scale: enlarge every tile this many times.
-
-    Returns:
-        A PIL image. The images are captioned with their scores, the crops with their
-        index in the data.
-
-    Example:
-        >>> examples = DatasetExamples("c0", torch.rand(2, 3, 8, 8), torch.ones(2), torch.arange(2))
-        >>> examples_figure([examples, examples], torch.rand(2, 3, 8, 8), crops=False, scale=2).width
-        56
-    """
-    from PIL import Image
-
-    if not examples:
-        raise ValueError("no examples to show")
-    if isinstance(visualisations, RenderResult):
-        visualisations = visualisations.images
-    if visualisations is not None and len(visualisations) != len(examples):
-        raise ValueError(f"got {len(visualisations)} visualisations for {len(examples)} units; give one per unit")
-    if labels is not None and len(labels) != len(examples):
-        raise ValueError(f"got {len(labels)} labels for {len(examples)} units; give one per unit")
-    if scale < 1 or int(scale) != scale:
-        raise ValueError(f"scale must be a positive whole number, got {scale!r}")
-    height, width = examples[0].images.shape[-2:]
-    size = (int(height) * scale, int(width) * scale)  # tiles are made at their final size: crops enlarge more
-    rows = []
-    for number, unit in enumerate(examples):
-        tiles = [_fit(_enlarge(unit.images.float(), scale), size)]
-        captions = [f"{float(s):.3g}" for s in unit.scores]
-        if visualisations is not None:
-            tiles.insert(0, _fit(_enlarge(visualisations[number : number + 1].float().cpu(), scale), size))
-            captions.insert(0, str(labels[number]) if labels is not None else unit.unit)
-        if crops and unit.crops is not None:
-            tiles.append(unit.crop_tiles(size))
-            captions += [f"#{int(i)}" for i in unit.indices]
-        images = torch.cat([_match_channels(t, examples[0].images.shape[1]) for t in tiles]).clamp(0, 1)
-        result = RenderResult(images, {}, torch.zeros(0), unit.unit, 0)
-        rows.append(result.grid(nrow=len(images), labels=captions))
-    canvas = Image.new(rows[0].mode, (max(r.width for r in rows), sum(r.height for r in rows)), color="white")
-    top = 0
-    for row in rows:
-        canvas.paste(row, (0, top))
-        top += row.height
-    return canvas
-
-
-def _enlarge(images: Tensor, scale: int) -> Tensor:
-    """Each pixel repeated ``scale`` times along both axes."""
-    return images.repeat_interleave(scale, dim=-2).repeat_interleave(scale, dim=-1)
-
-
-def _match_channels(images: Tensor, channels: int) -> Tensor:
-    if images.shape[1] == channels:
-        return images
-    if images.shape[1] == 1:
-        return images.expand(-1, channels, -1, -1)
-    raise ValueError(f"cannot show {images.shape[1]}-channel visualisations beside {channels}-channel images")

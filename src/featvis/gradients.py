@@ -39,7 +39,7 @@ __all__ = ["IN_PLACE", "RELU_LIKE", "normalize_gradients", "redirected_relu"]
 
 #: ReLU-like calls, whose gradient is zero where they clip (the ReLU family and ``hardtanh``, of which
 #: ``nn.ReLU6`` is one), each with the out-of-place function that computes its value. The one table of
-#: them: :func:`redirected_relu` redirects their gradients, and :mod:`featvis.dataset` linearises them
+#: them: :func:`redirected_relu` redirects their gradients, and ``featvis.receptive`` linearises them
 #: (with other clipping functions) to find receptive fields.
 RELU_LIKE: dict[Callable[..., Any], Callable[..., Tensor]] = {
     F.relu: F.relu,

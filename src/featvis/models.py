@@ -65,6 +65,18 @@ _WEIGHTS = {
 }
 
 
+def cifar10_weights_file(depth: int) -> str:
+    """The file name of the published weights of the CIFAR-10 ResNet of ``depth`` layers (20, 32, 44 or 56).
+
+    ``cifar10_resnet20(model_dir=folder)`` and the others load ``folder/<this name>``.
+
+    Example:
+        >>> cifar10_weights_file(20)
+        'resnet20-12fca82f.th'
+    """
+    return _WEIGHTS[depth]
+
+
 # ---- input conventions ------------------------------------------------------------
 def unwrap(model: nn.Module) -> nn.Module:
     """The model inside ``nn.DataParallel``, ``DistributedDataParallel`` and ``torch.compile``'s wrappers.
