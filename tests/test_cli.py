@@ -314,7 +314,7 @@ ERRORS = [
     (["layers", "{tiny}:build", "--weights", "{tmp}/short.pt"], "the weights in short.pt do not fit", 2),
     (["layers", "{tiny}:build", "--weights", "{tmp}/list.pt"], "{tmp}/list.pt holds list, not a state dict", 2),
     (["layers", "{tiny}:build", "--weights", "{tiny}"], "could not load {tiny} as PyTorch weights", 2),
-    (["layers", "{tiny}:build", "--weights-dir", "{tmp}"], "--weights-dir is for featvis's cifar10 models", 2),
+    (["layers", "{tiny}:build", "--weights-dir", "{tmp}"], "--weights-dir is for featvis's own models (", 2),
     (["layers", "cifar10-resnet20", "--weights-dir", "{tmp}"], "{tmp} has no resnet20-12fca82f.th", 2),
     (["layers", "cifar10-resnet20", "--device", "tpu9"], "unknown device 'tpu9'", 2),
 ]

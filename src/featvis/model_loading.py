@@ -1,4 +1,5 @@
-"""Loading the model a command line names: ``torchvision:NAME``, ``cifar10-resnetN`` or ``path.py:factory``.
+"""Loading the model a command line names: ``torchvision:NAME``, ``cifar10-resnetN``, ``efficientnet-liteN``
+or ``path.py:factory``.
 
 :func:`load_model` turns the ``featvis`` command's MODEL (and its ``--weights``, ``--weights-dir``,
 ``--random-weights`` and ``--device``) into a model in eval mode; :func:`load_weights` loads a
@@ -34,8 +35,12 @@ from . import models as featvis_models
 
 __all__ = ["FEATVIS_MODELS", "CLIError", "load_model", "load_weights"]
 
-#: featvis's own models by their command-line name
-FEATVIS_MODELS = {f"cifar10-resnet{depth}": depth for depth in (20, 32, 44, 56)}
+#: featvis's own models: command-line name -> the name of their factory in ``featvis.models``
+FEATVIS_MODELS = {
+    **{f"cifar10-resnet{depth}": f"cifar10_resnet{depth}" for depth in (20, 32, 44, 56)},
+    "efficientnet-lite0": "efficientnet_lite0",
+    "efficientnet-lite1": "efficientnet_lite1",
+}
 
 #: exit status for a command that asks for something impossible (also argparse's own)
 USAGE_ERROR = 2
@@ -181,13 +186,20 @@ def _torchvision_model(name: str, weights: str | None, warn: TextIO, random_weig
     return model
 
 
+def _weights_file_name(name: str) -> str:
+    """The published weights file of one of featvis's models, by its command-line name."""
+    family, _, variant = name.partition("-")
+    if family == "efficientnet":
+        return featvis_models.efficientnet_weights_file(variant)
+    return featvis_models.cifar10_weights_file(int(variant.removeprefix("resnet")))
+
+
 def _featvis_model(name: str, weights: str | None, weights_dir: str | None, random_weights: bool) -> nn.Module:
-    depth = FEATVIS_MODELS[name]
-    factory = getattr(featvis_models, f"cifar10_resnet{depth}")
+    factory = getattr(featvis_models, FEATVIS_MODELS[name])
     if weights is not None or random_weights:
         return factory(pretrained=False)
     if weights_dir is not None:
-        filename = featvis_models.cifar10_weights_file(depth)
+        filename = _weights_file_name(name)
         folder = Path(weights_dir)
         if not folder.is_dir():
             raise CLIError(f"--weights-dir {folder} is not a folder")
@@ -253,7 +265,8 @@ def load_model(
     """The model a command-line MODEL names, with its weights, in eval mode on ``device``.
 
     Args:
-        spec: ``torchvision:NAME``, ``cifar10-resnet20`` (``32``, ``44``, ``56``) or ``path.py:factory``.
+        spec: ``torchvision:NAME``, ``cifar10-resnet20`` (``32``, ``44``, ``56``), ``efficientnet-lite0``
+            (``1``) or ``path.py:factory``.
         weights: a local state-dict file, or ``DEFAULT`` for torchvision's published weights.
         weights_dir: the folder holding a featvis model's published weights file.
         random_weights: keep the model's random initial weights (for trying things out), without a warning.
@@ -277,7 +290,8 @@ def load_model(
     normalised = spec.lower().replace("_", "-")
     if weights_dir is not None and normalised not in FEATVIS_MODELS:
         raise CLIError(
-            "--weights-dir is for featvis's cifar10 models, which know their weights file's name; give --weights FILE"
+            f"--weights-dir is for featvis's own models ({', '.join(FEATVIS_MODELS)}), which know their weights "
+            "file's name; give --weights FILE"
         )
     if random_weights and weights is not None:
         raise CLIError("give --weights or --random-weights, not both")
