@@ -28,11 +28,15 @@ Run (needs scikit-learn; Lucent only for its rows)::
 ``--param fourier maco`` runs featvis once with each basis (rows ``featvis`` and ``featvis-maco``);
 ``--seed 0 1 2`` runs every method once per seed and gives the means over the seeds (pooled: the
 seconds too), which cuts the noise of a single start; the goals are judged on those means.
+
+``--imagenet`` runs the ImageNet benchmark instead (benchmarks/imagenet.py: EfficientNet-Lite0 at 224 px
+beside Lucent, faccent and DreamLens), with the options that follow; ``--imagenet --help`` lists them.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -398,6 +402,11 @@ def goals(results: dict[str, dict[int, dict[str, float]]], natural_slope: float)
 
 
 def main() -> None:
+    if "--imagenet" in sys.argv[1:]:  # benchmarks/imagenet.py, with the other options
+        import imagenet
+
+        imagenet.main([arg for arg in sys.argv[1:] if arg != "--imagenet"])
+        return
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--weights-dir", default=None, help="folder holding the ResNet weights (default: torch hub)")
     parser.add_argument("--steps", type=int, nargs="+", default=[32, 64, 128, 256])
@@ -417,6 +426,9 @@ def main() -> None:
     )
     parser.add_argument(
         "--seed", type=int, nargs="+", default=[0], help="one or more seeds; the table gives the means over them"
+    )
+    parser.add_argument(
+        "--imagenet", action="store_true", help="run benchmarks/imagenet.py instead, with the other options"
     )
     parser.add_argument("--save", default=None, help="write each method's last class images to SAVE-METHOD.png")
     args = parser.parse_args()

@@ -132,3 +132,89 @@ def test_pooled_seeds_are_means_step_by_step(quality: ModuleType) -> None:
         {32: {"transfer": 0.0, "slope": -1.0}, 64: {"transfer": 0.5, "slope": -2.0}},
     ]
     assert quality.pooled(tables) == {32: {"transfer": 0.5, "slope": -1.5}, 64: {"transfer": 0.5, "slope": -2.5}}
+
+
+# ---- the ImageNet benchmark ---------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def imagenet() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("featvis_imagenet_benchmark", ROOT / "benchmarks" / "imagenet.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_imagenet_perturbations_match_references(imagenet: ModuleType) -> None:
+    from PIL import Image
+
+    images = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    shifted = imagenet.shift(images, 3)
+    assert torch.equal(shifted[..., 3:, 3:], images[..., :-3, :-3])  # moved right and down
+    assert torch.equal(shifted[..., :3, 3:], images[..., [3, 2, 1], :-3])  # the gap: the first rows mirrored
+    assert torch.equal(shifted[..., 3:, :3], images[..., :-3, [3, 2, 1]])
+    blurred = imagenet.box_blur(images)
+    assert np.allclose(blurred.numpy(), ndimage.uniform_filter(images.numpy(), size=(1, 1, 5, 5), mode="nearest"))
+    plane = images[0, 0].float().numpy()  # PIL's bilinear resize: antialiased down, plain bilinear up
+    reference = Image.fromarray(plane, mode="F").resize((8, 8), Image.BILINEAR).resize((16, 16), Image.BILINEAR)
+    assert np.allclose(imagenet.down_up(images[:1, :1].float())[0, 0].numpy(), np.asarray(reference), atol=1e-6)
+    noisy = imagenet.noise(images)
+    assert torch.equal(noisy, imagenet.noise(images)) and 0 <= noisy.min() and noisy.max() <= 1
+    assert 0.02 < (noisy - images).std().item() < 0.04
+
+
+def test_imagenet_colour_statistics_by_hand(imagenet: ModuleType) -> None:
+    # four pixels: pure orange (S 1), grey (S 0), black (S 0 by convention), pale red (S 0.5)
+    pixels = torch.tensor([[1.0, 0.5, 0.0], [0.5, 0.5, 0.5], [0.0, 0.0, 0.0], [0.8, 0.4, 0.4]], dtype=torch.float64)
+    image = pixels.T.reshape(1, 3, 2, 2)
+    assert imagenet.saturation(image) == pytest.approx((1 + 0 + 0 + 0.5) / 4)
+    # a flat grey image (sd 0) and one half black, half white (luminance 0 and 1: sd 0.5): mean 0.25
+    grey = torch.full((1, 3, 2, 2), 0.5, dtype=torch.float64)
+    half = torch.zeros(1, 3, 2, 2, dtype=torch.float64)
+    half[..., 1] = 1.0
+    assert imagenet.contrast(torch.cat([grey, half])) == pytest.approx(0.25)
+    assert imagenet.luminance(pixels.T.reshape(1, 3, 1, 4))[0, 0, 0].item() == pytest.approx(0.299 + 0.587 * 0.5)
+    # 0, 1/255, 254/255 and 1 are clipped; 0.004 and 0.996 (just inside) and two mid-greys are not
+    values = torch.tensor([0, 1 / 255, 254 / 255, 1, 0.004, 0.996, 0.3, 0.7], dtype=torch.float64).view(1, 1, 2, 4)
+    assert imagenet.clipped(values) == pytest.approx(0.5)
+
+
+def test_imagenet_judge_resizes_to_its_own_size(imagenet: ModuleType) -> None:
+    seen: list[tuple[int, ...]] = []
+    judge = torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(3, 4))
+    judge.featvis_input_size = 12
+    judge.featvis_normalization = ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
+    judge.register_forward_pre_hook(lambda module, args: seen.append(tuple(args[0].shape)))
+    probs = imagenet.judge_probabilities(judge, torch.rand(3, 3, 8, 8))
+    assert seen == [(3, 3, 12, 12)] and probs.shape == (3, 4)
+    assert torch.allclose(probs.sum(-1), torch.ones(3))
+
+
+def test_imagenet_goals_name_the_bar_and_the_peer(imagenet: ModuleType) -> None:
+    row = {"prob": 0.97, "shift8": 0.9, "blur5": 1.2, "resize2": 0.8, "noise": 0.95, "saturation": 0.5}
+    row.update({"contrast": 0.2, "clipped": 0.01, "early": 2.0, "middle": 2.0, "late": 1.0, "s_per_image": 1.0})
+    peer = {**row, "shift8": 0.95, "resize2": 0.5, "late": 1.5, "s_per_image": 1.2}
+    photos = {**row, "shift8": 0.99, "resize2": 0.6, "saturation": 0.45, "contrast": 0.3, "clipped": 0.02}
+    lines = imagenet.goals({"featvis": {128: row}, "lucent": {128: peer}}, photos)
+    by_goal = {line.split(": ", 1)[1].split(" ")[0]: line.split(" ")[0] for line in lines}
+    assert by_goal["judge's"] == "PASS"
+    assert by_goal["shift8"] == "FAIL" and "best peer lucent 0.950" in lines[1]  # 0.90 < min(0.99, 0.95)
+    assert by_goal["blur5"] == "PASS" and by_goal["resize2"] == "PASS"  # 0.8 >= min(0.6, 0.5)
+    assert by_goal["saturation"] == "PASS" and by_goal["contrast"] == "FAIL" and by_goal["clipped"] == "PASS"
+    assert by_goal["hidden"] == "FAIL"  # late 1.0 < lucent's 1.5
+    speed = [line for line in lines if "per image" in line]
+    assert speed[0].startswith("FAIL") and all(line.startswith("SKIP") for line in speed[1:])
+
+
+def test_imagenet_benchmark_runs_end_to_end(imagenet: ModuleType, capsys: pytest.CaptureFixture[str]) -> None:
+    import featvis.models
+
+    try:
+        featvis.models.efficientnet_lite0()
+        featvis.models.efficientnet_lite1()
+    except (AttributeError, ImportError, OSError, RuntimeError) as error:
+        pytest.skip(f"the EfficientNet-Lite weights are not installed: {error}")
+    imagenet.main("--methods featvis --steps 2 --classes 1 --channels 1 --size 64 --seed 0 --crops 1".split())
+    out = capsys.readouterr().out
+    assert "| featvis | " in out and "| photographs | " in out and "early (_blocks.2)" in out
+    assert "featvis: judge's mean prob >= 0.95 by 128 steps" in out
