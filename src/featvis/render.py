@@ -129,8 +129,9 @@ def render_vis(
             computes the loss, without gradients, for models that are not
             differentiable.
         transforms: random transforms applied at every step (default
-            :func:`featvis.transforms.standard`); a module, a callable, or a list
-            (composed). ``[]`` applies none.
+            :func:`featvis.transforms.for_size` of the image's size: a small shift, zoom
+            and rotation with a slight blur, and, from 128 pixels a side, random crops
+            after a blur); a module, a callable, or a list (composed). ``[]`` applies none.
         steps: number of optimisation steps.
         thresholds: steps at which to keep a copy of the images (in
             :attr:`RenderResult.snapshots`).
@@ -195,9 +196,7 @@ def render_vis(
     objective = as_objective(objective)
     snapshot_at = check_steps(steps, thresholds, snapshot_every)
     device = model_device_dtype(model)[0]
-    transform = as_transform(transforms)
-    if isinstance(transform, nn.Module):
-        transform = transform.to(device)
+    transform = None if transforms is None else as_transform(transforms)
     prepare = resolve_preprocess(preprocess, model, device)
     compile_options = _compile_options(compile)
     _check_run_options(redirected_relu, autocast)
@@ -206,6 +205,11 @@ def render_vis(
 
     with seeded(seed, device), rendering_state(model), memory_format(model, layout), denormals_flushed(device):
         image_param = _make_param(param, model, size).to(device)
+        if transform is None:  # the defaults depend on the image's size
+            with torch.no_grad():
+                transform = as_transform(None, size=tuple(image_param().shape[-2:]))
+        if isinstance(transform, nn.Module):
+            transform = transform.to(device)
         parameters = [p for p in image_param.parameters() if p.requires_grad]
         if not parameters:
             raise ValueError("the parameterisation has no parameters that require gradients")

@@ -15,10 +15,15 @@ from __future__ import annotations
 import re
 from typing import Union
 
-__all__ = ["Size", "parse_size", "size_pair"]
+__all__ = ["LARGE_IMAGE", "Size", "is_large", "parse_size", "size_pair"]
 
 #: A size as users give it: ``N`` for a square, or ``(height, width)``.
 Size = Union[int, "tuple[int, int]"]
+
+#: Images whose smaller side has at least this many pixels get the defaults made for large images
+#: (ImageNet's 224x224): random crops and a stronger blur (``featvis.transforms.for_size``), and a
+#: steeper Fourier scaling (``featvis.param.default_decay``). docs/benchmarks.md says why.
+LARGE_IMAGE = 128
 
 
 def _is_count(value: object) -> bool:
@@ -62,3 +67,13 @@ def parse_size(text: str) -> Size:
     if match is None or int(match[1]) < 1 or (match[2] is not None and int(match[2]) < 1):
         raise ValueError(f"{text!r} is not a size; give N (square) or HxW, e.g. 32 or 48x64")
     return int(match[1]) if match[2] is None else (int(match[1]), int(match[2]))
+
+
+def is_large(size: Size) -> bool:
+    """Whether images of ``size`` get the defaults made for large images (see :data:`LARGE_IMAGE`).
+
+    Example:
+        >>> is_large(32), is_large(224), is_large((96, 160))
+        (False, True, False)
+    """
+    return min(size_pair(size)) >= LARGE_IMAGE

@@ -51,7 +51,8 @@ from .magnitude import NATURAL_CONTRAST_DECORRELATED as NATURAL_CONTRAST_DECORRE
 from .magnitude import NATURAL_CONTRAST_PLAIN as NATURAL_CONTRAST_PLAIN
 from .magnitude import MacoImage, natural_amplitude_spectrum, power_law_amplitude
 from .spatial import DEFAULT_DECAY as DEFAULT_DECAY
-from .spatial import FourierImage, LaplacianPyramidImage, LowResImage, PixelImage, fourier_frequencies
+from .spatial import LARGE_IMAGE_DECAY as LARGE_IMAGE_DECAY
+from .spatial import FourierImage, LaplacianPyramidImage, LowResImage, PixelImage, default_decay, fourier_frequencies
 from .spatial import UpsampleMode as UpsampleMode
 
 __all__ = [
@@ -66,6 +67,7 @@ __all__ = [
     "LowResImage",
     "MacoImage",
     "PixelImage",
+    "default_decay",
     "fourier_frequencies",
     "image",
     "interpolation_image",

@@ -23,7 +23,15 @@ from .basis import check_size
 from .color import ColorDecorrelation, OutputKind, make_decorrelation
 from .interpolation import DEFAULT_SHARED, InterpolationImage
 from .magnitude import MACO_PHASE_SCALE, MacoImage, power_law_amplitude
-from .spatial import DEFAULT_DECAY, FourierImage, LaplacianPyramidImage, LowResImage, PixelImage, UpsampleMode
+from .spatial import (
+    DEFAULT_DECAY,
+    FourierImage,
+    LaplacianPyramidImage,
+    LowResImage,
+    PixelImage,
+    UpsampleMode,
+    default_decay,
+)
 
 __all__ = [
     "BasisKind",
@@ -226,7 +234,7 @@ def image(
     fft: bool = True,
     decorrelate: bool = True,
     *,
-    decay: float = DEFAULT_DECAY,
+    decay: float | None = None,
     sd: float = 0.01,
     output: OutputKind = "sigmoid",
     init: Tensor | None = None,
@@ -242,7 +250,8 @@ def image(
         fft: use the Fourier basis (:class:`FourierImage`) instead of pixels.
         decorrelate: use a :class:`ColorDecorrelation` (ImageNet's for 3 channels,
             the identity for other counts).
-        decay: ``1/f`` exponent of the Fourier basis.
+        decay: ``1/f`` exponent of the Fourier basis (default :func:`~featvis.param.default_decay`:
+            1.4, and 1.6 for large images, 128 pixels a side and up).
         sd: standard deviation of the random start.
         output: ``"sigmoid"`` or ``"clamp"``.
         init: optional starting image(s) in [0, 1], ``(N, C, H, W)`` or ``(C, H, W)``,
@@ -270,6 +279,7 @@ def image(
     """
     h = w if h is None else h
     check_size(batch, channels, h, w)
+    decay = default_decay(h, w) if decay is None else decay
     kind = basis if basis is not None else ("fourier" if fft else "pixel")
     chosen: nn.Module
     if isinstance(kind, str):

@@ -20,16 +20,19 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..sizes import is_large
 from .basis import check_size
 
 __all__ = [
     "DEFAULT_DECAY",
+    "LARGE_IMAGE_DECAY",
     "FourierImage",
     "LaplacianPyramidImage",
     "LowResImage",
     "PixelImage",
     "UpsampleMode",
     "check_mode",
+    "default_decay",
     "fourier_frequencies",
     "fourier_start_variance",
     "half_spectrum_weights",
@@ -39,6 +42,21 @@ __all__ = [
 
 #: The default exponent of the ``1/f`` amplitude scaling (why 1.4: docs/benchmarks.md).
 DEFAULT_DECAY = 1.4
+#: ... and for large images (``featvis.sizes.LARGE_IMAGE``), such as ImageNet's 224x224 (why: docs/benchmarks.md).
+LARGE_IMAGE_DECAY = 1.6
+
+
+def default_decay(height: int, width: int) -> float:
+    """The ``1/f`` exponent :func:`featvis.param.image` uses at this size: :data:`DEFAULT_DECAY`, or
+    :data:`LARGE_IMAGE_DECAY` for large images (``featvis.sizes.LARGE_IMAGE`` pixels a side and up).
+
+    Example:
+        >>> default_decay(32, 32), default_decay(224, 224)
+        (1.4, 1.6)
+    """
+    return LARGE_IMAGE_DECAY if is_large((height, width)) else DEFAULT_DECAY
+
+
 #: How a small tensor is upsampled to the image size.
 UpsampleMode = Literal["bilinear", "bicubic"]
 
