@@ -319,6 +319,13 @@ class RandomCrop(RandomAffine):
         self.size = (float(low), float(high))
 
     def sample_matrices(self, images: Tensor) -> Tensor:
+        """Draw one ``(2, 3)`` sampling matrix per image: the crop's side times a rotation, and its centre.
+
+        Example:
+            >>> matrices = RandomCrop(size=(0.5, 0.5)).sample_matrices(torch.zeros(3, 3, 8, 8))
+            >>> matrices[:, 0, 0].tolist(), bool((matrices[:, :, 2].abs() <= 0.5).all())
+            ([0.5, 0.5, 0.5], True)
+        """
         n, _, height, width = images.shape
         low, high = self.size
         draws = torch.rand(n, 4, device=images.device)
