@@ -46,7 +46,7 @@ Methods (``--methods``; the default is every one that is installed, a missing on
   same for every channel). faccent pins ``kornia==0.4.1`` and a ``lucent==0.1.0`` that clash with
   torch-lucent, so it runs in its own virtual environment, made on first use under
   ``benchmarks/.peers/faccent-venv`` (it sees this environment's packages, torch included, through a
-  ``.pth`` file), in a subprocess (``python benchmarks/imagenet.py --faccent-worker JOB``). The PyPI
+  ``.pth`` file), in a subprocess (``python benchmarks/peers.py --faccent-worker JOB``). The PyPI
   ``lucent==0.1.0`` is not the Lucent library (its ``lucent/__init__.py`` imports ``light.client``) and
   faccent never imports ``lucent``, so it is left out.
 - ``dreamlens`` (0.1.1): ``FeatureVisualizer(model, preprocess=<the model's own normalisation>)`` and
@@ -69,16 +69,8 @@ and ``results.json``.
 from __future__ import annotations
 
 import argparse
-import copy
-import importlib.metadata
-import importlib.util
 import json
-import os
-import random
-import subprocess
 import sys
-import tempfile
-import time
 from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
@@ -94,13 +86,24 @@ if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
 import quality  # noqa: E402  (benchmarks/quality.py: the CIFAR benchmark's measurements)
+from peers import (  # noqa: E402  (benchmarks/peers.py: Lucent, DreamLens and faccent, and the shared helpers)
+    METHODS,
+    Snapshots,
+    available,
+    describe_calls,
+    run_dreamlens,
+    run_faccent,
+    run_lucent,
+    timed,
+    unit_batches,
+    version_of,
+)
 
 import featvis  # noqa: E402
 from featvis import objectives  # noqa: E402
 from featvis.models import default_input_size, default_preprocess, imagenet_class, imagenet_classes  # noqa: E402
 from featvis.objectives import Objective  # noqa: E402
 
-Snapshots = dict[int, Tensor]
 Table = dict[int, dict[str, float]]
 
 CLASS_NAMES = [
@@ -109,15 +112,6 @@ CLASS_NAMES = [
 ]  # fmt: skip
 BLOCKS = {"early": "_blocks.2", "middle": "_blocks.8", "late": "_blocks.14"}
 SKIMAGE_PHOTOS = ["astronaut", "chelsea", "coffee", "rocket", "stereo_motorcycle"]
-PEERS = HERE / ".peers"
-FACCENT_VENV = PEERS / "faccent-venv"
-FACCENT_PACKAGES = ["faccent==1.0.3", "kornia==0.4.1", "einops", "decorator"]
-# faccent imports matplotlib at the top of faccent.utils: installed without its dependencies, those that
-# this environment lacks named here, so that pip never touches this environment's packages
-MATPLOTLIB_PACKAGES = {  # distribution: module
-    "matplotlib": "matplotlib", "contourpy": "contourpy", "cycler": "cycler",
-    "fonttools": "fontTools", "kiwisolver": "kiwisolver", "pyparsing": "pyparsing",
-}  # fmt: skip
 
 
 # ---- perturbations and colour statistics ----------------------------------------------------------
@@ -427,31 +421,22 @@ def _default_config(model: nn.Module, size: int, batch: int) -> dict[str, Any]:
 #: picks them (rows ``featvis`` for ``default``, ``featvis-NAME`` otherwise). Add experiments here.
 FEATVIS_CONFIGS: dict[str, Callable[[nn.Module, int, int], dict[str, Any]]] = {
     "default": _default_config,
+    # the defaults of small images at every size (featvis's defaults before the large-image ones)
+    "small-defaults": lambda model, size, batch: {
+        "param": featvis.param.image(size, batch=batch, decay=featvis.param.DEFAULT_DECAY),
+        "transforms": featvis.transforms.standard(),
+    },
+    # the large-image blur and decay without the crops
+    "no-crops": lambda model, size, batch: {
+        "param": featvis.param.image(size, batch=batch),
+        "transforms": featvis.transforms.standard(blur=(0.0, 2.0)),
+    },
+    # crops down to a third of the image
+    "crops-third": lambda model, size, batch: {
+        "param": featvis.param.image(size, batch=batch),
+        "transforms": featvis.transforms.crops(size=(0.35, 1.0)),
+    },
 }
-
-
-def _seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
-def _timed(model: nn.Module, steps: list[int], run: Callable[[], Any], offset: int = 0) -> tuple[Any, dict[int, float]]:
-    """Call ``run`` with a :class:`quality.StepClock` on ``model``: its result and the seconds to each step."""
-    clock = quality.StepClock(model)
-    start = time.perf_counter()
-    result = run()
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-    end = time.perf_counter()
-    if offset:  # a loop whose last forward pass takes no step (faccent): step k ends when forward k + 1 starts
-        clock.handle.remove()
-        return result, {k: (end if k == max(steps) else clock.stamps[k]) - start for k in steps}
-    return result, clock.times(start, end, steps)
-
-
-def _unit_batches(classes: list[int], hidden_units: list[tuple[str, int]]) -> list[tuple[str, list[tuple[str, int]]]]:
-    return [("classes", [("_fc", c) for c in classes]), ("hidden", list(hidden_units))]
 
 
 def run_featvis(
@@ -467,14 +452,14 @@ def run_featvis(
     thresholds=..., seed=..., progress=False)``."""
     parts: list[Snapshots] = []
     seconds: dict[int, float] = {}
-    for kind, units in _unit_batches(classes, hidden_units):
+    for kind, units in unit_batches(classes, hidden_units):
         if kind == "classes":
             objective = Objective.sum(objectives.class_logit(layer, c, batch=i) for i, (layer, c) in enumerate(units))
         else:
             objective = Objective.sum(objectives.channel(layer, c, batch=i) for i, (layer, c) in enumerate(units))
         torch.manual_seed(seed)  # the start image is drawn here, outside render_vis
         kwargs = FEATVIS_CONFIGS[config](model, size, len(units))
-        result, times = _timed(
+        result, times = timed(
             model,
             steps,
             partial(
@@ -492,316 +477,6 @@ def run_featvis(
         if kind == "classes":
             seconds = times
     return quality.Run(parts[0], parts[1], seconds)
-
-
-def _normalising_copy(model: nn.Module, device: torch.device | str) -> nn.Module:
-    """A copy of ``model`` on ``device`` that applies its own normalisation to [0, 1] input (a forward pre-hook)."""
-    twin = copy.deepcopy(model).to(device).eval()
-    prepare = default_preprocess(model).to(device)
-    twin.register_forward_pre_hook(lambda module, args: (prepare(args[0]), *args[1:]))
-    return twin
-
-
-def run_lucent(
-    model: nn.Module, classes: list[int], hidden_units: list[tuple[str, int]], steps: list[int], seed: int, size: int
-) -> quality.Run:
-    """Lucent's ``render_vis`` with its defaults, ``param.image(size, batch=N)`` and ``preprocess=False`` (the
-    model's own normalisation by a pre-hook on a copy: Lucent's would apply ImageNet's mean and std)."""
-    from lucent.optvis import objectives as lucent_objectives
-    from lucent.optvis import param as lucent_param
-    from lucent.optvis import render as lucent_render
-    from lucent.optvis.param import spatial as lucent_spatial
-
-    parts: list[Snapshots] = []
-    seconds: dict[int, float] = {}
-    for kind, units in _unit_batches(classes, hidden_units):
-        twin = _normalising_copy(model, lucent_spatial.device)  # Lucent puts its images on its own device
-        objective = sum(
-            lucent_objectives.channel(layer.replace(".", "_"), c, batch=i) for i, (layer, c) in enumerate(units)
-        )
-        _seed_everything(seed)
-        images, times = _timed(
-            twin,
-            steps,
-            partial(
-                lucent_render.render_vis,
-                twin,
-                objective,
-                partial(lucent_param.image, size, batch=len(units)),
-                thresholds=steps,
-                preprocess=False,
-                show_image=False,
-                progress=False,
-            ),
-        )
-        parts.append({k: torch.from_numpy(a).permute(0, 3, 1, 2).float() for k, a in zip(steps, images)})
-        if kind == "classes":
-            seconds = times
-    return quality.Run(parts[0], parts[1], seconds)
-
-
-class _CanvasSnapshots:
-    """A forward pre-hook that keeps the canvas's images before forward k + 1 (= after k steps) for k in ``steps``."""
-
-    def __init__(self, canvas: Any, steps: Sequence[int]) -> None:
-        self.canvas, self.steps, self.forwards = canvas, set(steps), 0
-        self.snapshots: Snapshots = {}
-
-    def __call__(self, module: nn.Module, args: tuple[Any, ...]) -> None:
-        if self.forwards in self.steps:
-            self.snapshots[self.forwards] = self.canvas.as_nchw()
-        self.forwards += 1
-
-
-def run_dreamlens(
-    model: nn.Module,
-    classes: list[int],
-    hidden_units: list[tuple[str, int]],
-    steps: list[int],
-    seed: int,
-    size: int,
-    device: torch.device | str = "cpu",
-) -> quality.Run:
-    """DreamLens's ``FeatureVisualizer.maximize_classes`` / ``maximize_channels`` with its defaults at ``size``.
-
-    Snapshots: the canvas DreamLens would make (``FourierCanvas(height, width, device, standard_deviation,
-    batch_size)``, as in ``_maximize_target_batch``) is passed in, in a subclass that DreamLens's defensive
-    ``deepcopy`` leaves as it is, and read by a forward pre-hook before forward k + 1 (= after k steps).
-    """
-    from dreamlens import FeatureVisualizer, FourierCanvas, RenderConfig
-
-    class TrackedCanvas(FourierCanvas):
-        def __deepcopy__(self, memo: dict[int, Any]) -> TrackedCanvas:
-            return self
-
-    config = RenderConfig(width=size, height=size, steps=max(steps))
-    twin = copy.deepcopy(model).to(device).eval()
-    visualizer = FeatureVisualizer(twin, quiet=True, device=device, preprocess=default_preprocess(model).to(device))
-    jobs: list[tuple[str, list[int], Callable[..., Any]]] = [
-        (
-            "classes",
-            classes,
-            lambda ids, canvas: visualizer.maximize_classes(ids, layer="_fc", config=config, image_parameter=canvas),
-        )
-    ]
-    for layer in BLOCKS.values():
-        channels = [c for name, c in hidden_units if name == layer]
-        if channels:
-            jobs.append(
-                (
-                    layer,
-                    channels,
-                    lambda ids, canvas, layer=layer: visualizer.maximize_channels(
-                        layer, ids, config=config, image_parameter=canvas
-                    ),
-                )
-            )
-    hidden: dict[int, list[Tensor]] = {k: [] for k in steps}
-    classes_out: Snapshots = {}
-    seconds: dict[int, float] = {}
-    for kind, ids, call in jobs:
-        _seed_everything(seed)
-        canvas = TrackedCanvas(
-            height=size, width=size, device=device, standard_deviation=config.noise_std, batch_size=len(ids)
-        )
-        snap = _CanvasSnapshots(canvas, steps)
-        handle = twin.register_forward_pre_hook(snap)
-        try:
-            result, times = _timed(twin, steps, partial(call, ids, canvas))
-        finally:
-            handle.remove()
-        snapshots = {**snap.snapshots, max(steps): result.image.as_nchw()}
-        if kind == "classes":
-            classes_out, seconds = snapshots, times
-        else:
-            for k in steps:
-                hidden[k].append(snapshots[k])
-    return quality.Run(classes_out, {k: torch.cat(v) for k, v in hidden.items()}, seconds)
-
-
-# ---- faccent, in its own environment ------------------------------------------------------------------
-def faccent_python() -> Path:
-    return FACCENT_VENV / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
-
-
-def ensure_faccent_venv() -> Path:
-    """Make ``benchmarks/.peers/faccent-venv`` on first use: a venv that sees this one's packages through a
-    ``.pth`` file (torch is not installed twice), with faccent and what it imports that this one lacks."""
-    python = faccent_python()
-    if python.exists():
-        check = subprocess.run(
-            [python, "-c", "import faccent.render, faccent.param, faccent.objectives"], capture_output=True
-        )
-        if check.returncode == 0:
-            return python
-    print(f"making faccent's environment in {FACCENT_VENV} (once)", flush=True)
-    subprocess.run([sys.executable, "-m", "venv", "--clear", str(FACCENT_VENV)], check=True)
-    site_packages = subprocess.run(
-        [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
-    ours = [p for p in sys.path if p.endswith("site-packages") and Path(p).is_dir()]
-    # "import site; site.addsitedir(...)" rather than a bare path: our .pth files (featvis, editable) are read too
-    lines = "".join(f"import site; site.addsitedir({p!r})\n" for p in ours)
-    (Path(site_packages) / "featvis-benchmark-parent.pth").write_text(lines)
-    pip = [python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-deps"]
-    subprocess.run([*pip, *FACCENT_PACKAGES], check=True)
-    check = "import importlib.util as u, sys; print(*(n for n in sys.argv[1:] if u.find_spec(n) is None))"
-    absent = subprocess.run([python, "-c", check, *MATPLOTLIB_PACKAGES.values()], capture_output=True, text=True)
-    missing = [package for package, module in MATPLOTLIB_PACKAGES.items() if module in absent.stdout.split()]
-    if missing:
-        subprocess.run([*pip, *missing], check=True)
-    return python
-
-
-def run_faccent(
-    model: nn.Module,
-    classes: list[int],
-    hidden_units: list[tuple[str, int]],
-    steps: list[int],
-    seed: int,
-    size: int,
-    device: torch.device | str = "cpu",
-) -> tuple[quality.Run, str]:
-    """faccent in its own environment: the job (the model pickled whole) and the images go through .pt files."""
-    python = ensure_faccent_venv()
-    with tempfile.TemporaryDirectory(prefix="featvis-faccent-") as folder:
-        job = Path(folder) / "job.pt"
-        job_data = {
-            "model": model.cpu(),
-            "classes": classes,
-            "hidden_units": hidden_units,
-            "steps": steps,
-            "seed": seed,
-            "size": size,
-            "device": str(device),
-            "threads": torch.get_num_threads(),
-            "normalization": getattr(model, "featvis_normalization", None),
-        }
-        torch.save(job_data, job)
-        model.to(device)
-        done = subprocess.run(
-            [python, str(Path(__file__).resolve()), "--faccent-worker", str(job)], capture_output=True, text=True
-        )
-        if done.returncode != 0:
-            raise RuntimeError(
-                f"faccent's worker failed (exit {done.returncode}):\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
-            )
-        out = torch.load(job.with_suffix(".out.pt"), weights_only=False)
-    return quality.Run(out["classes"], out["hidden"], out["seconds"]), out["version"]
-
-
-def faccent_worker(job_path: str) -> None:
-    """The faccent side (run by faccent's environment's python): render, time, and write the snapshots."""
-    import faccent.objectives
-    import faccent.param
-    import faccent.render
-
-    job = torch.load(job_path, weights_only=False)
-    torch.set_num_threads(job["threads"])
-    torch.optim.Adam([torch.zeros(1, requires_grad=True)])  # pay torch._dynamo's import before timing
-    device, size, steps, seed = torch.device(job["device"]), job["size"], job["steps"], job["seed"]
-    model = job["model"].to(device).eval()
-    input_range = faccent_input_range(job["normalization"])
-    parts: list[Snapshots] = []
-    seconds: dict[int, float] = {}
-    for kind, units in _unit_batches(job["classes"], job["hidden_units"]):
-        objective = faccent.objectives.Objective.sum(
-            [faccent.objectives.channel(layer.replace(".", "_"), c, batch=i) for i, (layer, c) in enumerate(units)]
-        )
-        _seed_everything(seed)
-        parameterizer = faccent.param.fourier(img_size=(size, size), batch_size=len(units), device=device)
-        (images, *_), times = _timed(
-            model,
-            steps,
-            partial(
-                faccent.render.render_vis,
-                model,
-                objective,
-                parameterizer=parameterizer,
-                out_thresholds=steps,
-                inline_thresholds=[],
-                model_input_size=(size, size),
-                model_input_range=input_range,
-                img_size=(size, size),
-                progress=False,
-            ),
-            offset=1,
-        )
-        parts.append({k: image.float().cpu() for k, image in zip(steps, images)})
-        if kind == "classes":
-            seconds = times
-    version = importlib.metadata.version("faccent")
-    torch.save(
-        {"classes": parts[0], "hidden": parts[1], "seconds": seconds, "version": version},
-        Path(job_path).with_suffix(".out.pt"),
-    )
-
-
-# ---- the run --------------------------------------------------------------------------------------------
-METHODS = ["featvis", "lucent", "faccent", "dreamlens"]
-
-
-def available(method: str) -> str | None:
-    """Why ``method`` cannot run here, or None when it can."""
-    if method == "lucent" and importlib.util.find_spec("lucent") is None:
-        return 'torch-lucent is not installed (pip install --no-deps torch-lucent "kornia==0.4.1" decorator)'
-    if method == "dreamlens" and importlib.util.find_spec("dreamlens") is None:
-        return "dreamlens is not installed (pip install --no-deps dreamlens)"
-    if method == "faccent":
-        try:
-            ensure_faccent_venv()
-        except (OSError, subprocess.CalledProcessError) as error:
-            return f"faccent's environment could not be made ({error})"
-    return None
-
-
-def faccent_input_range(normalization: Any) -> tuple[float, float]:
-    """Where [0, 1] goes under the model's own (mean, std) scaling, as faccent's ``model_input_range`` (one
-    affine map for every channel)."""
-    mean, std = normalization or ((0.0,) * 3, (1.0,) * 3)
-    if len(set(mean)) != 1 or len(set(std)) != 1:
-        raise ValueError("faccent's model_input_range is one affine map for every channel; this model's is not")
-    return ((0 - mean[0]) / std[0], (1 - mean[0]) / std[0])
-
-
-def describe_calls(size: int, n_classes: int, steps: list[int], model: nn.Module) -> dict[str, str]:
-    """The exact call of each method, as printed and saved."""
-    last, thresholds = max(steps), list(steps)
-    low, high = faccent_input_range(getattr(model, "featvis_normalization", None))
-    input_range = f"({low:.6g}, {high:.6g})"
-    return {
-        "featvis": (
-            f"featvis.render_vis(model, Objective.sum(class_logit('_fc', c, batch=i) ...), "
-            f"featvis.param.image({size}, batch={n_classes}), steps={last}, thresholds={thresholds}, seed=s, "
-            "progress=False)"
-        ),
-        "lucent": (
-            f"lucent.optvis.render.render_vis(model_copy_with_own_normalisation_prehook, "
-            f"sum(objectives.channel('_fc', c, batch=i) ...), lambda: param.image({size}, batch={n_classes}), "
-            f"thresholds={thresholds}, preprocess=False, show_image=False, progress=False)"
-        ),
-        "faccent": (
-            f"faccent.render.render_vis(model, Objective.sum([objectives.channel('_fc', c, batch=i) ...]), "
-            f"parameterizer=faccent.param.fourier(img_size=({size}, {size}), batch_size={n_classes}, device=d), "
-            f"out_thresholds={thresholds}, inline_thresholds=[], model_input_size=({size}, {size}), "
-            f"model_input_range={input_range}, img_size=({size}, {size}), progress=False)"
-        ),
-        "dreamlens": (
-            f"dreamlens.FeatureVisualizer(model_copy, quiet=True, device=d, preprocess=<own normalisation>)"
-            f".maximize_classes(classes, layer='_fc', config=RenderConfig(width={size}, height={size}, steps={last}))"
-        ),
-    }
-
-
-def version_of(method: str) -> str:
-    names = {"featvis": "featvis", "lucent": "torch-lucent", "dreamlens": "dreamlens", "faccent": "faccent"}
-    try:
-        return importlib.metadata.version(names[method])
-    except importlib.metadata.PackageNotFoundError:
-        return "in its own environment" if method == "faccent" else "?"
 
 
 def choose_hidden_units(
@@ -834,7 +509,6 @@ def save_grids(folder: Path, method: str, run: quality.Run, labels: list[str], h
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--faccent-worker", metavar="JOB", help=argparse.SUPPRESS)
     parser.add_argument("--weights-dir", default=None, help="folder holding the EfficientNet-Lite weights files")
     parser.add_argument("--steps", type=int, nargs="+", default=[64, 128, 256])
     parser.add_argument("--classes", type=int, default=10, help="the first N of the ten classes")
@@ -849,9 +523,6 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--out", default=None, help="folder for PNG grids and results.json")
     args = parser.parse_args(argv)
-    if args.faccent_worker:
-        faccent_worker(args.faccent_worker)
-        return
     torch.set_grad_enabled(True)
     device = torch.device(args.device)
     steps = sorted(set(args.steps))
