@@ -522,6 +522,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, nargs="+", default=[0, 1], help="seeds; the tables give the means")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--out", default=None, help="folder for PNG grids and results.json")
+    parser.add_argument(
+        "--faccent-chunk", type=int, default=None, help="faccent's images per run (its memory: 16 crops a step)"
+    )
     args = parser.parse_args(argv)
     torch.set_grad_enabled(True)
     device = torch.device(args.device)
@@ -579,7 +582,9 @@ def main(argv: Sequence[str] | None = None) -> None:
             elif method == "dreamlens":
                 run = run_dreamlens(source, classes, hidden_units, steps, seed, args.size, device)
             else:
-                run, versions["faccent"] = run_faccent(source, classes, hidden_units, steps, seed, args.size, device)
+                run, versions["faccent"] = run_faccent(
+                    source, classes, hidden_units, steps, seed, args.size, device, chunk=args.faccent_chunk
+                )
         except Exception as error:  # a peer that breaks leaves the others to finish; featvis's own errors stop
             if method == "featvis":
                 raise

@@ -246,8 +246,12 @@ def run_faccent(
     seed: int,
     size: int,
     device: torch.device | str = "cpu",
+    chunk: int | None = None,
 ) -> tuple[quality.Run, str]:
-    """faccent in its own environment: the job (the model pickled whole) and the images go through .pt files."""
+    """faccent in its own environment: the job (the model pickled whole) and the images go through .pt files.
+
+    ``chunk``: optimise this many images at a time (faccent's 16 crops a step make its batch 16 times the
+    images: ten 224-px images need over 16 GB), the seconds added up; ``None``: all at once."""
     python = ensure_faccent_venv()
     with tempfile.TemporaryDirectory(prefix="featvis-faccent-") as folder:
         job = Path(folder) / "job.pt"
@@ -261,6 +265,7 @@ def run_faccent(
             "device": str(device),
             "threads": torch.get_num_threads(),
             "normalization": getattr(model, "featvis_normalization", None),
+            "chunk": chunk,
         }
         torch.save(job_data, job)
         model.to(device)
@@ -289,32 +294,39 @@ def faccent_worker(job_path: str) -> None:
     input_range = faccent_input_range(job["normalization"])
     parts: list[Snapshots] = []
     seconds: dict[int, float] = {}
+    chunk = job.get("chunk") or None  # images optimised together: faccent's 16 crops a step make 16x the batch
     for kind, units in unit_batches(job["classes"], job["hidden_units"]):
-        objective = faccent.objectives.Objective.sum(
-            [faccent.objectives.channel(layer.replace(".", "_"), c, batch=i) for i, (layer, c) in enumerate(units)]
-        )
-        seed_everything(seed)
-        parameterizer = faccent.param.fourier(img_size=(size, size), batch_size=len(units), device=device)
-        (images, *_), times = timed(
-            model,
-            steps,
-            partial(
-                faccent.render.render_vis,
+        pieces: list[Snapshots] = []
+        times_total = dict.fromkeys(steps, 0.0)
+        for start in range(0, len(units), chunk or len(units)):
+            piece = units[start : start + (chunk or len(units))]
+            objective = faccent.objectives.Objective.sum(
+                [faccent.objectives.channel(layer.replace(".", "_"), c, batch=i) for i, (layer, c) in enumerate(piece)]
+            )
+            seed_everything(seed + start)
+            parameterizer = faccent.param.fourier(img_size=(size, size), batch_size=len(piece), device=device)
+            (images, *_), times = timed(
                 model,
-                objective,
-                parameterizer=parameterizer,
-                out_thresholds=steps,
-                inline_thresholds=[],
-                model_input_size=(size, size),
-                model_input_range=input_range,
-                img_size=(size, size),
-                progress=False,
-            ),
-            offset=1,
-        )
-        parts.append({k: image.float().cpu() for k, image in zip(steps, images)})
+                steps,
+                partial(
+                    faccent.render.render_vis,
+                    model,
+                    objective,
+                    parameterizer=parameterizer,
+                    out_thresholds=steps,
+                    inline_thresholds=[],
+                    model_input_size=(size, size),
+                    model_input_range=input_range,
+                    img_size=(size, size),
+                    progress=False,
+                ),
+                offset=1,
+            )
+            pieces.append({k: image.float().cpu() for k, image in zip(steps, images)})
+            times_total = {k: times_total[k] + times[k] for k in steps}
+        parts.append({k: torch.cat([piece[k] for piece in pieces]) for k in steps})
         if kind == "classes":
-            seconds = times
+            seconds = times_total
     version = importlib.metadata.version("faccent")
     torch.save(
         {"classes": parts[0], "hidden": parts[1], "seconds": seconds, "version": version},
