@@ -175,6 +175,18 @@ def _affine_grid(matrices: Tensor, height: int, width: int) -> Tensor:
     return grid.to(matrices.dtype)
 
 
+def _sampling_matrices(
+    extent: Tensor, angle: Tensor, x_shift: Tensor, y_shift: Tensor, height: int, width: int
+) -> Tensor:
+    """``(n, 2, 3)`` sampling matrices: per image, a window ``extent`` times the image's size turned by
+    ``angle`` (radians) and centred at ``(x_shift, y_shift)`` in the grid's [-1, 1] units."""
+    cos, sin = torch.cos(angle) * extent, torch.sin(angle) * extent
+    # rotate in pixel units, so that non-square images are not sheared; one stack of the six entries
+    aspect = height / width
+    entries = [cos, sin * -aspect, x_shift, sin * (1 / aspect), cos, y_shift]
+    return torch.stack(entries, dim=1).view(-1, 2, 3)
+
+
 class RandomAffine(nn.Module):
     """Random translation, zoom and rotation, drawn per image, in one ``grid_sample``.
 
@@ -242,12 +254,7 @@ class RandomAffine(nn.Module):
             whole = math.floor(_to_pixels(self.translate, height, width))
             pixels = torch.randint(-whole, whole + 1, (n, 2), device=device)
             x_shift, y_shift = pixels[:, 0] * (2 / width), pixels[:, 1] * (2 / height)
-        inverse_zoom = zoom.reciprocal()
-        cos, sin = torch.cos(angle) * inverse_zoom, torch.sin(angle) * inverse_zoom
-        # rotate in pixel units, so that non-square images are not sheared; one stack of the six entries
-        aspect = height / width
-        entries = [cos, sin * -aspect, x_shift, sin * (1 / aspect), cos, y_shift]
-        return torch.stack(entries, dim=1).view(n, 2, 3)
+        return _sampling_matrices(zoom.reciprocal(), angle, x_shift, y_shift, height, width)
 
     def _ranges(self, height: int, width: int, device: torch.device) -> tuple[Tensor, Tensor]:
         """Start and span of the four uniform draws (x and y shift in grid units, zoom, angle), kept per size
@@ -333,10 +340,7 @@ class RandomCrop(RandomAffine):
         # the crop's centre, in the grid's [-1, 1] units, anywhere that keeps the crop inside
         x_shift, y_shift = (draws[:, 1:3] * 2 - 1).mul(1 - side[:, None]).unbind(1)
         angle = (draws[:, 3] * 2 - 1) * math.radians(self.degrees)
-        cos, sin = torch.cos(angle) * side, torch.sin(angle) * side
-        aspect = height / width
-        entries = [cos, sin * -aspect, x_shift, sin * (1 / aspect), cos, y_shift]
-        return torch.stack(entries, dim=1).view(n, 2, 3)
+        return _sampling_matrices(side, angle, x_shift, y_shift, height, width)
 
     def extra_repr(self) -> str:
         return f"size={self.size!r}, degrees={self.degrees!r}, fill={self.fill!r}"
