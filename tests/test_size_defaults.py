@@ -99,7 +99,7 @@ def test_render_vis_uses_the_defaults_for_the_image_size(monkeypatch: pytest.Mon
         made.append(size)
         return real(size)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(transforms, "for_size", spy)
+    monkeypatch.setattr(transforms.defaults, "for_size", spy)  # where as_transform looks it up
     model = nn.Sequential(nn.Conv2d(3, 4, 3, stride=4), nn.ReLU()).eval()
     featvis.render_vis(model, "1:0", size=(128, 160), steps=1, progress=False)
     featvis.render_vis(model, "1:0", size=32, steps=1, progress=False)

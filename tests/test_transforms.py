@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from featvis import transforms as T
+from featvis.transforms import geometry
 
 SIZES = [(16, 16), (12, 20), (21, 9), (7, 7)]
 
@@ -599,29 +600,28 @@ def test_the_affine_grid_is_torchs(n: int, height: int, width: int, dtype: torch
     )
     matrices = matrices.to(dtype)
     expected = torch.nn.functional.affine_grid(matrices, [n, 3, height, width], align_corners=False)
-    grid = T._affine_grid(matrices, height, width)
+    grid = geometry._affine_grid(matrices, height, width)
     assert grid.shape == expected.shape and grid.dtype == dtype
     assert torch.allclose(grid, expected, atol=1e-6 if dtype == torch.float32 else 1e-12)
 
 
 def test_the_affine_grid_cache_keeps_few_small_ordinary_tensors(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(T, "_CENTRES", {})
+    monkeypatch.setattr(geometry, "_CENTRES", {})
     matrices = torch.eye(2, 3, dtype=torch.float64)[None].repeat(2, 1, 1).requires_grad_()
     with torch.inference_mode():  # first seen inside inference mode ...
-        T._affine_grid(matrices.detach(), 6, 5)
-    grid = T._affine_grid(matrices, 6, 5)  # ... still usable with autograd afterwards
-    assert torch.equal(
-        T._CENTRES[(6, 5, torch.device("cpu"), torch.float64)], T._pixel_centres(6, 5, "cpu", torch.float64)
-    )
-    assert torch.autograd.gradcheck(lambda m: T._affine_grid(m, 3, 4), (matrices,))
+        geometry._affine_grid(matrices.detach(), 6, 5)
+    grid = geometry._affine_grid(matrices, 6, 5)  # ... still usable with autograd afterwards
+    kept = geometry._CENTRES[(6, 5, torch.device("cpu"), torch.float64)]
+    assert torch.equal(kept, geometry._pixel_centres(6, 5, "cpu", torch.float64))
+    assert torch.autograd.gradcheck(lambda m: geometry._affine_grid(m, 3, 4), (matrices,))
     grid.sum().backward()
-    for size in range(1, T._KEPT + 2):  # more sizes than it keeps: cleared, then filled again
-        T._affine_grid(matrices.detach(), size, 2)
-        assert len(T._CENTRES) <= T._KEPT
-    T._CENTRES.clear()
-    side = int(T._CENTRES_LARGEST**0.5) + 1
-    T._affine_grid(torch.eye(2, 3)[None], side, side)  # a large image's centres are not kept
-    assert not T._CENTRES
+    for size in range(1, geometry._KEPT + 2):  # more sizes than it keeps: cleared, then filled again
+        geometry._affine_grid(matrices.detach(), size, 2)
+        assert len(geometry._CENTRES) <= geometry._KEPT
+    geometry._CENTRES.clear()
+    side = int(geometry._CENTRES_LARGEST**0.5) + 1
+    geometry._affine_grid(torch.eye(2, 3)[None], side, side)  # a large image's centres are not kept
+    assert not geometry._CENTRES
 
 
 def test_random_affine_follows_its_settings_when_they_change() -> None:
@@ -648,3 +648,99 @@ def test_random_affine_copies_leave_their_kept_ranges_behind() -> None:
     assert loaded._range_cache == {}
     del loaded.__dict__["_range_cache"]  # as an object saved before the cache existed
     assert loaded(torch.rand(1, 3, 8, 8)).shape == (1, 3, 8, 8)
+
+
+# --- transforms that change over a run -------------------------------------------------------------
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    low=st.floats(0.05, 1.0),
+    final_low=st.floats(0.05, 1.0),
+    final_step=st.integers(1, 300),
+    step=st.integers(1, 400),
+)
+def test_a_widening_crop_moves_in_a_straight_line_and_then_stays(
+    low: float, final_low: float, final_step: int, step: int
+) -> None:
+    crop = T.RandomCrop(size=(low, 1.0), final_size=(final_low, 1.0), final_step=final_step)
+    assert crop.size_at(1) == pytest.approx((low, 1.0)) or final_step == 1
+    assert crop.size_at(final_step) == pytest.approx((final_low, 1.0))
+    along = 1.0 if final_step == 1 else min(1.0, (step - 1) / (final_step - 1))
+    assert crop.size_at(step) == pytest.approx((low + (final_low - low) * along, 1.0))
+    # the range only moves one way
+    a, b = sorted((step, step + 1))
+    assert (crop.size_at(b)[0] - crop.size_at(a)[0]) * (final_low - low) >= -1e-12
+
+
+def test_a_crop_draws_its_sides_from_the_range_of_the_step_it_was_told() -> None:
+    crop = T.RandomCrop(size=(0.2, 0.3), final_size=(0.8, 0.9), final_step=11)
+    images = torch.zeros(4000, 3, 8, 8)
+    torch.manual_seed(0)
+    sides = crop.sample_matrices(images)[:, 0, 0]  # not told: step 1
+    assert 0.2 <= sides.min() and sides.max() <= 0.3
+    T.set_step(T.Compose(T.RandomBlur(0.5), crop), 6)  # found inside a Compose
+    sides = crop.sample_matrices(images)[:, 0, 0]
+    assert 0.5 <= sides.min() < 0.51 and 0.59 < sides.max() <= 0.6
+    T.set_step(crop, 50)
+    sides = crop.sample_matrices(images)[:, 0, 0]
+    assert 0.8 <= sides.min() and sides.max() <= 0.9
+
+
+def test_a_crop_without_a_final_size_ignores_the_step() -> None:
+    crop = T.RandomCrop(size=(0.5, 0.5))
+    T.set_step(crop, 99)
+    assert crop.size_at(99) == (0.5, 0.5)
+    assert "final_size" not in repr(crop)
+
+
+def test_crop_schedules_are_checked_with_their_names() -> None:
+    with pytest.raises(ValueError, match=r"final_size must be a \(low, high\) range"):
+        T.RandomCrop(size=(0.5, 1.0), final_size=(0.0, 1.0))
+    with pytest.raises(ValueError, match="final_step must be a whole number from 1, got 0"):
+        T.RandomCrop(final_size=(1.0, 1.0), final_step=0)
+    with pytest.raises(ValueError, match="step must be a whole number from 1, got 0"):
+        T.set_step(T.RandomCrop(), 0)
+
+
+def test_set_step_leaves_transforms_without_the_method_alone_and_reaches_plain_callables() -> None:
+    told: list[int] = []
+
+    class Told:
+        def set_step(self, step: int) -> None:
+            told.append(step)
+
+        def __call__(self, images: torch.Tensor) -> torch.Tensor:
+            return images
+
+    T.set_step(T.Compose(T.Jitter(1), T.Pad(1)), 3)  # nothing to tell: no error
+    T.set_step(Told(), 4)
+    assert told == [4]
+
+
+def test_render_vis_tells_the_transforms_each_step_from_one() -> None:
+    import featvis
+
+    seen: list[int] = []
+
+    class Recording(torch.nn.Module):
+        step = 0
+
+        def set_step(self, step: int) -> None:
+            self.step = step
+
+        def forward(self, images: torch.Tensor) -> torch.Tensor:
+            seen.append(self.step)
+            return images
+
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 2, 3), torch.nn.ReLU()).eval()
+    featvis.render_vis(model, "1:0", size=16, steps=5, transforms=[Recording()], progress=False)
+    assert seen[-5:] == [1, 2, 3, 4, 5]
+    assert set(seen[:-5]) <= {1}  # a probe before the first step sees step 1
+
+
+def test_the_large_image_defaults_widen_their_crops_to_the_whole_image() -> None:
+    crop = T.for_size(224)[1]
+    assert isinstance(crop, T.RandomCrop)
+    assert crop.size_at(1) == (0.25, 1.0) and crop.size_at(128) == crop.size_at(1000) == (1.0, 1.0)
+    assert crop.size_at(64)[0] == pytest.approx(0.25 + 0.75 * 63 / 127)

@@ -36,6 +36,7 @@ from .gradients import normalize_gradients, redirected_relu
 from .hooks import ActivationCapture, model_device_dtype
 from .objectives import ObjectiveLike, as_objective
 from .probe import prepare_capture
+from .transforms import set_step
 
 __all__ = ["GradientStep", "ObjectiveLoss"]
 
@@ -86,6 +87,7 @@ class ObjectiveLoss:
         self.objective = as_objective(objective)
         self.images = images
         self.transform = transform
+        set_step(transform, 1)  # until a GradientStep says otherwise
         self.preprocess = preprocess
         self.layout = layout
         self.device, self.dtype = model_device_dtype(model)
@@ -166,7 +168,8 @@ class ObjectiveLoss:
 
 class GradientStep:
     """One optimizer step on an :class:`ObjectiveLoss`; calling it with the step number (from 1)
-    returns the loss before the step.
+    returns the loss before the step. It first tells the loss's transforms the step
+    (:func:`featvis.transforms.set_step`), so that those that change over a run can.
 
     Args:
         loss: the loss to minimise.
@@ -235,6 +238,7 @@ class GradientStep:
         return closure
 
     def __call__(self, step: int) -> Tensor:
+        set_step(self.loss.transform, step)  # transforms that change over a run (the default crops)
         loss = self.optimizer.step(self._closure(step))
         if self.schedule is not None:
             self.schedule.step()

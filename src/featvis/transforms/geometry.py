@@ -1,60 +1,27 @@
-"""Transformation robustness: random geometric changes applied at every step.
+"""Geometric transforms: padding, and random shifts, zooms, rotations and crops drawn per image.
 
-Each transform is an :class:`torch.nn.Module` mapping an image batch
-``(N, C, H, W)`` to an image batch. The random ones draw their parameters
-**independently for each image** from torch's random number generator, and apply
-them all in one batched, differentiable ``grid_sample`` on the image's device.
-They keep the image size, so models with a fixed input size work too; the part
-of the frame that the moved image no longer covers is filled (grey by default).
-
-Amounts of movement are given as an ``int`` (pixels) or a ``float`` (a fraction
-of the image's smaller side), so that the defaults suit a 32x32 model as well as a
-224x224 one.
+Every random one here is a :class:`RandomAffine`: it draws one ``(2, 3)`` sampling matrix per
+image (:meth:`RandomAffine.sample_matrices`) and applies them all in one ``grid_sample``.
 
 Example:
     >>> import torch
-    >>> from featvis import transforms
-    >>> t = transforms.Compose(transforms.Jitter(2), transforms.RandomRotate(10))
-    >>> t(torch.rand(4, 3, 32, 32)).shape
-    torch.Size([4, 3, 32, 32])
+    >>> RandomCrop(size=(0.5, 1.0))(torch.rand(2, 3, 16, 16)).shape
+    torch.Size([2, 3, 16, 16])
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any, Literal, TypeVar, Union
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .sizes import Size, is_large
+__all__ = ["Amount", "Fill", "Jitter", "Pad", "RandomAffine", "RandomCrop", "RandomRotate", "RandomScale"]
 
-__all__ = [
-    "IMAGENET_MEAN",
-    "IMAGENET_STD",
-    "Compose",
-    "Jitter",
-    "Lambda",
-    "Normalize",
-    "Pad",
-    "RandomAffine",
-    "RandomBlur",
-    "RandomCrop",
-    "RandomRotate",
-    "RandomScale",
-    "TransformSpec",
-    "as_transform",
-    "crops",
-    "for_size",
-    "standard",
-]
-
-#: Mean and standard deviation of ImageNet's RGB channels (torchvision's models).
-IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
-IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
-
+#: an amount of movement: pixels (an int) or a fraction of the image's smaller side (a float)
 Amount = Union[int, float]
 Fill = Union[float, Literal["border", "reflection"]]
 
@@ -303,10 +270,19 @@ class RandomCrop(RandomAffine):
     whole of it, as faccent's box crops do, makes a picture whose parts read at every scale:
     whole objects, not only their textures.
 
+    With ``final_size``, the range changes over a run: it is ``size`` at step 1 and moves in a
+    straight line to ``final_size`` at step ``final_step``, and stays there. ``render_vis`` tells
+    the crop the step (:func:`featvis.transforms.set_step`); until it is told, the crop uses
+    ``size``. Widening small crops to the whole image makes the early steps lay out objects at
+    several sizes and the late ones make the whole frame read as one picture.
+
     Args:
         size: ``(low, high)`` range of the crop's side, as a fraction of the image's (``high`` at most 1).
         degrees: largest rotation angle in degrees.
         fill: a constant for the uncovered area, or ``"border"`` / ``"reflection"``.
+        final_size: the range at ``final_step`` and after, or ``None`` for ``size`` throughout.
+        final_step: the step (from 1) at which the range reaches ``final_size``. It counts steps, not
+            a share of the run, so a run of k steps returns what a longer run shows at step k.
 
     Example:
         >>> crop = RandomCrop(size=(0.5, 1.0))
@@ -316,14 +292,55 @@ class RandomCrop(RandomAffine):
         >>> zoom, shift = matrices[:, 0, 0], matrices[:, :, 2].abs()
         >>> bool((zoom >= 0.5).all() and (zoom <= 1).all() and (shift <= 1 - zoom[:, None] + 1e-6).all())
         True
+        >>> widening = RandomCrop(size=(0.25, 1.0), final_size=(1.0, 1.0), final_step=5)
+        >>> [widening.size_at(step) for step in (1, 3, 5, 9)]
+        [(0.25, 1.0), (0.625, 1.0), (1.0, 1.0), (1.0, 1.0)]
     """
 
-    def __init__(self, size: tuple[float, float] = (0.25, 1.0), degrees: float = 0.0, fill: Fill = 0.5) -> None:
-        low, high = size
-        if not 0 < low <= high <= 1:
-            raise ValueError(f"size must be a (low, high) range of fractions with 0 < low <= high <= 1, got {size!r}")
+    def __init__(
+        self,
+        size: tuple[float, float] = (0.25, 1.0),
+        degrees: float = 0.0,
+        fill: Fill = 0.5,
+        final_size: tuple[float, float] | None = None,
+        final_step: int = 128,
+    ) -> None:
+        low, high = _check_crop_size(size, "size")
+        if final_size is not None:
+            final_low, final_high = _check_crop_size(final_size, "final_size")
+            low, high = min(low, final_low), max(high, final_high)
+        if isinstance(final_step, bool) or not isinstance(final_step, int) or final_step < 1:
+            raise ValueError(f"final_step must be a whole number from 1, got {final_step!r}")
+        # the zoom range covers every range the run goes through
         super().__init__(scale=(1 / high, 1 / low), degrees=degrees, fill=fill)
-        self.size = (float(low), float(high))
+        self.size = (float(size[0]), float(size[1]))
+        self.final_size = None if final_size is None else (float(final_size[0]), float(final_size[1]))
+        self.final_step = final_step
+        self.step = 1
+
+    def set_step(self, step: int) -> None:
+        """Use the range of ``step`` (from 1) from now on; ``render_vis`` calls it before each step.
+
+        Example:
+            >>> crop = RandomCrop(size=(0.5, 0.5), final_size=(1.0, 1.0), final_step=2)
+            >>> crop.set_step(2)
+            >>> crop.sample_matrices(torch.zeros(1, 3, 8, 8))[0, 0, 0].item()
+            1.0
+        """
+        self.step = step
+
+    def size_at(self, step: int) -> tuple[float, float]:
+        """The ``(low, high)`` range of the crop's side at ``step`` (from 1).
+
+        Example:
+            >>> RandomCrop(size=(0.2, 0.6), final_size=(0.6, 1.0), final_step=3).size_at(2)
+            (0.4, 0.8)
+        """
+        if self.final_size is None:
+            return self.size
+        along = min(1.0, (step - 1) / (self.final_step - 1)) if self.final_step > 1 else 1.0
+        low, high = (start + (end - start) * along for start, end in zip(self.size, self.final_size))
+        return (round(low, 12), round(high, 12))
 
     def sample_matrices(self, images: Tensor) -> Tensor:
         """Draw one ``(2, 3)`` sampling matrix per image: the crop's side times a rotation, and its centre.
@@ -334,7 +351,7 @@ class RandomCrop(RandomAffine):
             ([0.5, 0.5, 0.5], True)
         """
         n, _, height, width = images.shape
-        low, high = self.size
+        low, high = self.size_at(getattr(self, "step", 1))  # (a crop saved before steps existed has none)
         draws = torch.rand(n, 4, device=images.device)
         side = draws[:, 0] * (high - low) + low  # the crop's side, as a fraction of the image's
         # the crop's centre, in the grid's [-1, 1] units, anywhere that keeps the crop inside
@@ -343,7 +360,17 @@ class RandomCrop(RandomAffine):
         return _sampling_matrices(side, angle, x_shift, y_shift, height, width)
 
     def extra_repr(self) -> str:
-        return f"size={self.size!r}, degrees={self.degrees!r}, fill={self.fill!r}"
+        shown = f"size={self.size!r}, degrees={self.degrees!r}, fill={self.fill!r}"
+        if self.final_size is None:
+            return shown
+        return shown + f", final_size={self.final_size!r}, final_step={self.final_step!r}"
+
+
+def _check_crop_size(size: tuple[float, float], name: str) -> tuple[float, float]:
+    low, high = size
+    if not 0 < low <= high <= 1:
+        raise ValueError(f"{name} must be a (low, high) range of fractions with 0 < low <= high <= 1, got {size!r}")
+    return float(low), float(high)
 
 
 class Jitter(RandomAffine):
@@ -380,252 +407,3 @@ class RandomRotate(RandomAffine):
 
     def __init__(self, degrees: float = 10.0, fill: Fill = 0.5) -> None:
         super().__init__(degrees=degrees, fill=fill)
-
-
-def _replicate(images: Tensor, pad: int, dim: int) -> Tensor:
-    """Pad ``pad`` copies of the edge on both sides of ``dim`` (as ``F.pad(mode="replicate")``, which
-    ``torch.compile`` does not always get right on CPU)."""
-    first, last = images.narrow(dim, 0, 1), images.narrow(dim, images.shape[dim] - 1, 1)
-    sizes = [-1] * images.ndim
-    sizes[dim] = pad
-    return torch.cat([first.expand(sizes), images, last.expand(sizes)], dim=dim)
-
-
-def _pad_edges(images: Tensor, rows: int, columns: int) -> Tensor:
-    """Repeat the edge ``rows`` times above and below and ``columns`` times left and right.
-
-    ``F.pad(mode="replicate")`` is one operation forward and backward; under ``torch.compile`` the
-    padding is built from slices, which the compiler always gets right on CPU.
-    """
-    if torch.compiler.is_compiling():
-        padded = _replicate(images, columns, -1) if columns else images
-        return _replicate(padded, rows, -2) if rows else padded
-    return F.pad(images, (columns, columns, rows, rows), mode="replicate")
-
-
-#: RandomBlur kernels up to this many taps a side run as one 2-D convolution, wider ones as two 1-D ones
-_LARGEST_SQUARE_KERNEL = 5
-
-
-class RandomBlur(nn.Module):
-    """Gaussian blur whose standard deviation (in pixels) is drawn per image from ``sigma``.
-
-    Optimising through a random blur makes the picture keep its meaning when it is
-    blurred or resized, instead of resting on pixel-exact detail: a small network
-    on 32x32 inputs is otherwise easily driven by patterns that a 2x resize erases.
-    The kernel is a Gaussian ``2 * ceil(2 * max(sigma)) + 1`` taps wide, borders
-    replicated, applied in one 2-D convolution when it is small (the default
-    half-pixel blur: 3x3) and as two 1-D ones otherwise; sigma 0 leaves the image
-    as it is.
-
-    Args:
-        sigma: ``(low, high)`` range, or one number for a fixed blur.
-
-    Example:
-        >>> blur = RandomBlur((0.0, 1.0))
-        >>> blur(torch.rand(4, 3, 16, 16)).shape
-        torch.Size([4, 3, 16, 16])
-    """
-
-    def __init__(self, sigma: float | tuple[float, float] = (0.0, 1.0)) -> None:
-        super().__init__()
-        low, high = (sigma, sigma) if isinstance(sigma, (int, float)) else sigma
-        if not 0 <= low <= high:
-            raise ValueError(f"sigma must be a range 0 <= low <= high in pixels, got {sigma!r}")
-        self.low, self.high = float(low), float(high)
-        self.radius = max(1, math.ceil(2 * self.high))
-
-    def forward(self, images: Tensor) -> Tensor:
-        n, c, h, w = images.shape
-        if self.high == 0:
-            return images
-        sigma = self.low + (self.high - self.low) * torch.rand(n, device=images.device, dtype=images.dtype)
-        offsets = torch.arange(-self.radius, self.radius + 1, device=images.device, dtype=images.dtype)
-        weights = torch.exp(-0.5 * (offsets / sigma.clamp_min(1e-3)[:, None]) ** 2)
-        weights = (weights / weights.sum(dim=1, keepdim=True)).repeat_interleave(c, dim=0)  # (n * c, taps)
-        flat = images.reshape(1, n * c, h, w)
-        r, taps = self.radius, weights.shape[1]
-        if taps <= _LARGEST_SQUARE_KERNEL:  # one small 2-D convolution costs less than two 1-D ones
-            kernels = weights[:, :, None] * weights[:, None, :]
-            flat = F.conv2d(_pad_edges(flat, r, r), kernels[:, None], groups=n * c)
-            return flat.view(n, c, h, w)
-        flat = F.conv2d(_pad_edges(flat, 0, r), weights.view(n * c, 1, 1, taps), groups=n * c)
-        flat = F.conv2d(_pad_edges(flat, r, 0), weights.view(n * c, 1, taps, 1), groups=n * c)
-        return flat.view(n, c, h, w)
-
-    def extra_repr(self) -> str:
-        return f"sigma=({self.low}, {self.high})"
-
-
-class Normalize(nn.Module):
-    """Subtract a per-channel mean and divide by a per-channel standard deviation.
-
-    Example:
-        >>> normalize = Normalize(IMAGENET_MEAN, IMAGENET_STD)
-        >>> normalize(torch.full((1, 3, 2, 2), 0.485))[0, 0, 0, 0].item()
-        0.0
-    """
-
-    mean: Tensor
-    std: Tensor
-
-    def __init__(self, mean: Sequence[float], std: Sequence[float]) -> None:
-        super().__init__()
-        mean_t = torch.as_tensor(mean, dtype=torch.float32).flatten()
-        std_t = torch.as_tensor(std, dtype=torch.float32).flatten()
-        if mean_t.shape != std_t.shape:
-            raise ValueError(f"mean and std need the same number of channels, got {len(mean_t)} and {len(std_t)}")
-        if bool((std_t <= 0).any()):
-            raise ValueError("std must be positive")
-        self.register_buffer("mean", mean_t.reshape(1, -1, 1, 1))
-        self.register_buffer("std", std_t.reshape(1, -1, 1, 1))
-
-    def forward(self, images: Tensor) -> Tensor:
-        if images.ndim != 4 or images.shape[1] != self.mean.shape[1]:
-            raise ValueError(
-                f"Normalize expects images with {self.mean.shape[1]} channels, got shape {tuple(images.shape)}"
-            )
-        return (images - self.mean.to(images)).div_(self.std.to(images))  # in place on the fresh difference
-
-    def extra_repr(self) -> str:
-        def show(values: Tensor) -> str:
-            return "(" + ", ".join(f"{v:.4g}" for v in values.flatten().tolist()) + ")"
-
-        return f"mean={show(self.mean)}, std={show(self.std)}"
-
-
-class Lambda(nn.Module):
-    """A plain function of an image batch as a transform module (so that it composes and moves
-    with the others). :class:`Compose` wraps any callable that is not a module in one.
-
-    Example:
-        >>> flip = Lambda(lambda images: images.flip(-1))
-        >>> flip(torch.arange(3.0).reshape(1, 1, 1, 3)).flatten().tolist()
-        [2.0, 1.0, 0.0]
-    """
-
-    def __init__(self, function: Callable[[Tensor], Tensor]) -> None:
-        super().__init__()
-        if not callable(function):
-            raise TypeError(
-                f"a transform is a callable taking and returning an image batch, got {type(function).__name__}"
-            )
-        self.function = function
-
-    def forward(self, images: Tensor) -> Tensor:
-        return self.function(images)
-
-    def extra_repr(self) -> str:
-        return getattr(self.function, "__name__", type(self.function).__name__)
-
-
-class Compose(nn.Sequential):
-    """Apply transforms one after the other: modules, or any callables taking and returning an
-    image batch (each wrapped in a :class:`Lambda`).
-
-    Example:
-        >>> Compose(Pad(4), Jitter(2))(torch.rand(1, 3, 8, 8)).shape
-        torch.Size([1, 3, 16, 16])
-        >>> Compose(Pad(1), lambda images: images.flip(-1))(torch.rand(1, 3, 8, 8)).shape
-        torch.Size([1, 3, 10, 10])
-    """
-
-    def __init__(self, *transforms: Callable[[Tensor], Tensor]) -> None:
-        super().__init__(*(t if isinstance(t, nn.Module) else Lambda(t) for t in transforms))
-
-
-#: what ``render_vis(transforms=...)`` takes: a module, a callable, a list of them, or ``None`` (the default)
-TransformSpec = Union[nn.Module, Callable[[Tensor], Tensor], Sequence[Callable[[Tensor], Tensor]], None]
-
-
-def as_transform(transforms: TransformSpec, size: Size | None = None) -> Callable[[Tensor], Tensor]:
-    """One transform from what a user may pass: ``None`` gives the defaults for images of ``size``
-    (:func:`for_size`; :func:`standard` when the size is not known), a list or tuple is composed
-    (``[]`` applies none), a module or any other callable is used as it is.
-
-    Example:
-        >>> as_transform([Pad(2), lambda images: images * 0.5])(torch.ones(1, 3, 4, 4)).shape
-        torch.Size([1, 3, 8, 8])
-        >>> as_transform(3)
-        Traceback (most recent call last):
-        ...
-        TypeError: transforms must be a module, a callable or a list of them, got int
-    """
-    if transforms is None:
-        return standard() if size is None else for_size(size)
-    if isinstance(transforms, (list, tuple)):
-        return Compose(*transforms)
-    if not callable(transforms):
-        raise TypeError(f"transforms must be a module, a callable or a list of them, got {type(transforms).__name__}")
-    return transforms
-
-
-def crops(
-    size: tuple[float, float] = (0.5, 1.0),
-    degrees: float = 10.0,
-    fill: Fill = 0.5,
-    blur: float | tuple[float, float] = (0.0, 2.0),
-) -> Compose:
-    """The default transforms for large images: a slight random blur, then a random crop of each image.
-
-    Each step, each image is blurred (sigma drawn from ``blur``, in pixels) and then seen through
-    a random crop whose side is a fraction in ``size`` of the image's, enlarged back to the
-    image's size and turned by up to ``degrees`` (:class:`RandomCrop`). Optimised through crops
-    down to half the image, a picture holds whole objects at several scales, in a scene,
-    rather than one texture over the frame (faccent's box crops do the same, with 16 crops per
-    step; here one per image per step, so a step costs one forward pass). The blur before the
-    crop keeps the picture's meaning when it is blurred or halved. Measured at 224x224 in
-    docs/benchmarks.md.
-
-    Example:
-        >>> crops()(torch.rand(2, 3, 64, 64)).shape
-        torch.Size([2, 3, 64, 64])
-    """
-    crop = RandomCrop(size=size, degrees=degrees, fill=fill)
-    if blur in (0, (0, 0)):
-        return Compose(crop)
-    return Compose(RandomBlur(blur), crop)
-
-
-def for_size(size: Size) -> Compose:
-    """The default transforms for images of ``size``: :func:`standard` for small images,
-    :func:`crops` for large ones (``featvis.sizes.LARGE_IMAGE`` pixels a side and up).
-    ``render_vis`` uses these when given no ``transforms``.
-
-    Example:
-        >>> type(for_size(32)[0]).__name__, type(for_size(224)[1]).__name__
-        ('RandomAffine', 'RandomCrop')
-    """
-    return crops() if is_large(size) else standard()
-
-
-def standard(
-    translate: Amount = 0.06,
-    scale: tuple[float, float] = (0.9, 1.1),
-    degrees: float = 10.0,
-    fill: Fill = 0.5,
-    blur: float | tuple[float, float] = (0.0, 0.5),
-) -> Compose:
-    """The default transforms: a random shift, zoom and rotation per image, then a slight random blur.
-
-    The geometric part follows Lucid's standard transforms (pad 12 then jitter 8
-    and 4 pixels, zoom 0.9 to 1.1, rotation up to 10 degrees, at 224 pixels), with
-    the shift given relative to the image size so that small images get as much
-    robustness as large ones. It is one :class:`RandomAffine`, so one resampling.
-    A :class:`RandomBlur` with sigma up to half a pixel follows (``blur=0`` turns it
-    off): small pictures then keep their meaning after a blur or a 2x resize late in
-    a run too, at a small cost in sharpness (measured in docs/benchmarks.md). At
-    224x224, half a pixel hardly changes anything.
-
-    Example:
-        >>> standard()(torch.rand(3, 3, 32, 32)).shape
-        torch.Size([3, 3, 32, 32])
-        >>> standard(blur=0)
-        Compose(
-          (0): RandomAffine(translate=0.06, scale=(0.9, 1.1), degrees=10.0, fill=0.5)
-        )
-    """
-    geometry = RandomAffine(translate=translate, scale=scale, degrees=degrees, fill=fill)
-    if blur in (0, (0, 0)):
-        return Compose(geometry)
-    return Compose(geometry, RandomBlur(blur))
