@@ -94,11 +94,10 @@ def main() -> None:
         objective = objectives.Objective.sum(
             objectives.class_logit("linear", index, batch=number) for number, index in enumerate(indices)
         )
-        torch.manual_seed(args.seed)
         gradient = featvis.render_vis(
             model,
             objective,
-            featvis.param.image(32, batch=len(indices)),
+            featvis.param.image(32, batch=len(indices), seed=args.seed),
             steps=args.gradient_steps,
             seed=args.seed,
             progress=False,

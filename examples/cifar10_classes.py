@@ -40,7 +40,7 @@ def main() -> None:
     )
     objective = logits + args.diversity * objectives.diversity("layer2", group_size=k)
     result = featvis.render_vis(
-        model, objective, featvis.param.image(32, batch=10 * k), steps=args.steps, seed=args.seed
+        model, objective, featvis.param.image(32, batch=10 * k, seed=args.seed), steps=args.steps, seed=args.seed
     )
     labels = [name for name in CIFAR10_CLASSES for _ in range(k)]
     result.save_grid(args.out, nrow=k, labels=labels, scale=3)

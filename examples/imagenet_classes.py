@@ -59,7 +59,7 @@ def main() -> None:
     # batch element i maximises the logit of class i
     objective = objectives.Objective.sum(objectives.class_logit("_fc", c, batch=i) for i, c in enumerate(indices))
     torch.manual_seed(args.seed)  # the starting image is drawn when the parameterisation is made
-    param = featvis.param.image(size, batch=len(indices))
+    param = featvis.param.image(size, batch=len(indices), seed=args.seed)
     start = time.perf_counter()
     result = featvis.render_vis(model, objective, param, steps=args.steps, seed=args.seed)
     seconds = time.perf_counter() - start

@@ -43,12 +43,16 @@ def main() -> None:
     }
     objective = O.Objective.sum(make(i) for i, make in enumerate(arithmetic.values()))
     row = featvis.render_vis(
-        model, objective, featvis.param.image(32, batch=len(arithmetic)), steps=args.steps, seed=args.seed
+        model,
+        objective,
+        featvis.param.image(32, batch=len(arithmetic), seed=args.seed),
+        steps=args.steps,
+        seed=args.seed,
     )
     frames = featvis.render_vis(
         model,
         O.channel_interpolate(layer, a, layer, b),
-        featvis.param.interpolation_image(32, frames=args.frames),
+        featvis.param.interpolation_image(32, frames=args.frames, seed=args.seed),
         steps=args.steps,
         seed=args.seed,
     )

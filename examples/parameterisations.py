@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
-import torch
 from torch import nn
 
 import featvis
@@ -26,12 +25,13 @@ from featvis import objectives, param
 from featvis.models import CIFAR10_CLASSES
 from featvis.objectives import Objective
 
-PARAMETERISATIONS: dict[str, Callable[[int], nn.Module]] = {
-    "pixel": lambda n: param.image(32, batch=n, fft=False),
-    "fourier": lambda n: param.image(32, batch=n),
-    "laplacian": lambda n: param.laplacian_pyramid(32, batch=n),
-    "lowres": lambda n: param.lowres_image(32, batch=n, factor=2),
-    "maco": lambda n: param.maco(32, batch=n),
+#: each parameterisation of n images, its random start drawn with a seed
+PARAMETERISATIONS: dict[str, Callable[[int, int], nn.Module]] = {
+    "pixel": lambda n, seed: param.image(32, batch=n, fft=False, seed=seed),
+    "fourier": lambda n, seed: param.image(32, batch=n, seed=seed),
+    "laplacian": lambda n, seed: param.laplacian_pyramid(32, batch=n, seed=seed),
+    "lowres": lambda n, seed: param.lowres_image(32, batch=n, factor=2, seed=seed),
+    "maco": lambda n, seed: param.maco(32, batch=n, seed=seed),
 }
 
 
@@ -60,8 +60,7 @@ def main() -> None:
     objective = Objective.sum(unit_objective(unit, i) for i, unit in enumerate(args.units))
     rows = []
     for name in args.params:
-        torch.manual_seed(args.seed)  # the start is drawn when the parameterisation is made
-        made = PARAMETERISATIONS[name](len(args.units))
+        made = PARAMETERISATIONS[name](len(args.units), args.seed)
         result = featvis.render_vis(model, objective, made, steps=args.steps, seed=args.seed, progress=False)
         rows.append(result)
         print(f"{name:10s} objective {-float(result.losses[-1]):8.2f}")
@@ -74,10 +73,9 @@ def main() -> None:
     blend = objectives.channel_interpolate("layer3", first, "layer3", second)
     frames = []
     for name, make in (
-        ("independent", lambda: param.image(32, batch=args.frames)),
-        ("shared", lambda: param.interpolation_image(32, frames=args.frames)),
+        ("independent", lambda: param.image(32, batch=args.frames, seed=args.seed)),
+        ("shared", lambda: param.interpolation_image(32, frames=args.frames, seed=args.seed)),
     ):
-        torch.manual_seed(args.seed)
         result = featvis.render_vis(model, blend, make(), steps=args.steps, seed=args.seed, progress=False)
         frames.append(result)
         print(f"{name:11s} objective {-float(result.losses[-1]):8.2f}")

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import argparse
 
-from PIL import Image
-
 import featvis
 from featvis import objectives
 from featvis.models import CIFAR10_CLASSES
@@ -26,9 +24,10 @@ def main() -> None:
     model = featvis.models.cifar10_resnet20(model_dir=args.weights_dir)
     # one image per class: batch element i maximises the logit of class i
     objective = sum(objectives.class_logit("linear", index, batch=index) for index in range(10))
-    result = featvis.render_vis(model, objective, featvis.param.image(32, batch=10), steps=args.steps, seed=args.seed)
-    grid = result.grid(nrow=10)
-    grid.resize((grid.width * 4, grid.height * 4), Image.NEAREST).save(args.out)
+    result = featvis.render_vis(
+        model, objective, featvis.param.image(32, batch=10, seed=args.seed), steps=args.steps, seed=args.seed
+    )
+    result.save_grid(args.out, nrow=10)  # 32x32 images, enlarged 4 times to be read
     print(f"classes, left to right: {', '.join(CIFAR10_CLASSES)}")
     print(f"wrote {args.out} (loss {result.losses[0]:.2f} -> {result.losses[-1]:.2f} in {result.steps} steps)")
 

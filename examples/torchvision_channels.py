@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 
+import torch
 import torchvision
 
 import featvis
@@ -31,7 +32,9 @@ def main() -> None:
     kwargs = {"weights": "DEFAULT" if args.pretrained else None}
     if args.model == "googlenet" and not args.pretrained:
         kwargs.update(aux_logits=False, init_weights=True)
-    model = torchvision.models.get_model(args.model, **kwargs).eval()
+    with torch.random.fork_rng():  # random weights (without --pretrained) drawn with the seed too
+        torch.manual_seed(args.seed)
+        model = torchvision.models.get_model(args.model, **kwargs).eval()
     result = featvis.render_channels(
         model, args.layer, args.channels, size=args.size, steps=args.steps, seed=args.seed, batch_size=4
     )

@@ -32,8 +32,9 @@ def test_two_classes_make_two_labelled_tiles(tmp_path: Path) -> None:
     done = subprocess.run([*command, "-o", str(out)], capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert "goldfish, daisy (64x64, 2 steps" in done.stdout
-    # two 64-pixel tiles side by side, 2 pixels of padding around each, a caption strip under them
-    padding, tile = 2, 64
+    # two 64-pixel tiles, enlarged twice to be read, side by side, 2 pixels of padding around each, a
+    # caption strip under them
+    padding, tile = 2, 128
     with Image.open(out) as picture:
         assert picture.size == (padding + 2 * (tile + padding), padding + tile + caption_font(tile)[1] + padding)
 

@@ -231,8 +231,11 @@ def test_result_helpers(tmp_path: Path) -> None:
     assert np.array_equal(np.asarray(pictures[2]), (images[2].permute(1, 2, 0) * 255).round().byte().numpy())
     result.save(tmp_path / "one.png", index=1)
     assert np.array_equal(np.asarray(Image.open(tmp_path / "one.png")), np.asarray(pictures[1]))
-    result.save_grid(tmp_path / "grid.png", nrow=3, padding=2)
+    result.save_grid(tmp_path / "grid.png", nrow=3, padding=2, scale=1)
     assert Image.open(tmp_path / "grid.png").size == (2 + 3 * 12, 2 + 10)
+    # by default, 8x10 images are enlarged 8 times (towards 128 pixels, 8 at most), like the notebook's display
+    result.save_grid(tmp_path / "readable.png", nrow=3, padding=2)
+    assert Image.open(tmp_path / "readable.png").size == (2 + 3 * (80 + 2), 2 + 64 + 2) == result.grid(nrow=3).size
     assert result._repr_png_().startswith(b"\x89PNG")
     gray = featvis.RenderResult(torch.rand(2, 1, 4, 4), {}, torch.zeros(1), "x", 1)
     assert gray.pil()[0].mode == "L"
@@ -243,7 +246,7 @@ def test_result_helpers(tmp_path: Path) -> None:
 def test_grid_places_scaled_images_and_captions() -> None:
     images = torch.rand(4, 3, 8, 10)
     result = featvis.RenderResult(images, {}, torch.zeros(1), "x", 1, units=[3, 5, 7, 9])
-    plain = np.asarray(result.grid(nrow=2, padding=2))
+    plain = np.asarray(result.grid(nrow=2, padding=2, scale=1))
     assert plain.shape == (2 + 2 * 10, 2 + 2 * 12, 3)
     # image 3 (second row, second column) sits at (2 + 10, 2 + 12), pixel for pixel
     assert np.array_equal(plain[12:20, 14:24], np.asarray(result.pil()[3]))

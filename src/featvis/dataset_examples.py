@@ -203,7 +203,7 @@ def examples_figure(
             captions += [f"#{int(i)}" for i in unit.indices]
         images = torch.cat([_match_channels(t, examples[0].images.shape[1]) for t in tiles]).clamp(0, 1)
         result = RenderResult(images, {}, torch.zeros(0), unit.unit, 0)
-        rows.append(result.grid(nrow=len(images), labels=captions))
+        rows.append(result.grid(nrow=len(images), labels=captions, scale=1))  # tiles already sized
     canvas = Image.new(rows[0].mode, (max(r.width for r in rows), sum(r.height for r in rows)), color="white")
     top = 0
     for row in rows:

@@ -25,10 +25,37 @@ from torch import Tensor
 if TYPE_CHECKING:
     from PIL.Image import Image as PILImage
 
-__all__ = ["GridOptions", "Labels", "displayable", "grid", "to_pil"]
+__all__ = [
+    "READABLE_MAX_SCALE",
+    "READABLE_SIDE",
+    "GridOptions",
+    "Labels",
+    "displayable",
+    "grid",
+    "readable_scale",
+    "to_pil",
+]
 
 #: a caption per image, ``True`` for the units a render names, or ``None``/``False`` for none
 Labels = Union[Sequence[object], bool, None]
+
+
+#: small images are enlarged to about this many pixels a side by default (grids, notebooks) ...
+READABLE_SIDE = 128
+#: ... but at most this many times
+READABLE_MAX_SCALE = 8
+
+
+def readable_scale(height: int, width: int) -> int:
+    """How many times to enlarge ``height x width`` images (nearest neighbour) so that they and their
+    captions can be read: to about :data:`READABLE_SIDE` pixels a side, at most
+    :data:`READABLE_MAX_SCALE` times; images that large already stay as they are.
+
+    Example:
+        >>> readable_scale(32, 32), readable_scale(8, 8), readable_scale(224, 224)
+        (4, 8, 1)
+    """
+    return max(1, min(READABLE_MAX_SCALE, READABLE_SIDE // max(height, width, 1)))
 
 
 @dataclass(frozen=True)

@@ -24,18 +24,13 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 import torch
 from torch import Tensor
 
-from .grid import GridOptions, Labels, grid, to_pil
+from .grid import GridOptions, Labels, grid, readable_scale, to_pil
 
 if TYPE_CHECKING:
     import numpy as np
     from PIL.Image import Image as PILImage
 
 __all__ = ["RenderResult"]
-
-#: a notebook shows small images enlarged to about this many pixels a side ...
-DISPLAY_SIDE = 128
-#: ... but at most this many times
-DISPLAY_MAX_SCALE = 8
 
 
 @dataclass(repr=False)
@@ -95,7 +90,7 @@ class RenderResult:
         images: Tensor | None = None,
         *,
         labels: Labels = None,
-        scale: int = 1,
+        scale: int | None = None,
     ) -> PILImage:
         """All images in one PIL image, ``nrow`` per row (a near-square grid by default).
 
@@ -105,18 +100,25 @@ class RenderResult:
             images: images to show instead of :attr:`images` (e.g. a snapshot).
             labels: a caption under each image: one per image, or ``True`` for
                 :attr:`units` (what :func:`render_channels` rendered).
-            scale: enlarge each image this many times (nearest neighbour), so that
-                32x32 pictures and their captions can be read.
+            scale: enlarge each image this many times (nearest neighbour). By default small
+                images are enlarged to about 128 pixels a side, at most 8 times
+                (:func:`~featvis.grid.readable_scale`: 32x32 pictures 4 times), so that they
+                and their captions can be read; ``scale=1`` keeps each pixel one pixel.
 
         Example:
-            >>> result = RenderResult(torch.rand(4, 3, 8, 8), {}, torch.zeros(1), "x", 1)
-            >>> result.grid().size
-            (22, 22)
-            >>> result.grid(nrow=4, labels=["a", "b", "c", "d"], scale=4).size[0]
-            138
+            >>> result = RenderResult(torch.rand(4, 3, 32, 32), {}, torch.zeros(1), "x", 1)
+            >>> result.grid().size  # enlarged 4 times
+            (262, 262)
+            >>> result.grid(scale=1).size
+            (70, 70)
+            >>> result.grid(nrow=4, labels=["a", "b", "c", "d"], scale=2).size[0]
+            266
         """
+        shown = self.images if images is None else images
+        if scale is None:
+            scale = readable_scale(*shown.shape[-2:])
         options = GridOptions(nrow=nrow, padding=padding, labels=labels, scale=scale)
-        return grid(self.images if images is None else images, options, units=self.units)
+        return grid(shown, options, units=self.units)
 
     def save(self, path: str | os.PathLike[str], index: int = 0) -> None:
         """Save one image (``index``) as a PNG file.
@@ -136,9 +138,10 @@ class RenderResult:
         padding: int = 2,
         *,
         labels: Labels = None,
-        scale: int = 1,
+        scale: int | None = None,
     ) -> None:
-        """Save all images as one PNG grid (arguments as in :meth:`grid`).
+        """Save all images as one PNG grid (arguments as in :meth:`grid`: small images are enlarged
+        to a readable size unless ``scale`` says otherwise).
 
         Example:
             >>> import tempfile, pathlib
@@ -169,10 +172,8 @@ class RenderResult:
             >>> RenderResult(torch.rand(2, 3, 32, 32), {}, torch.zeros(1), "x", 1).display_grid().size
             (262, 132)
         """
-        height, width = self.images.shape[-2:]
-        scale = max(1, min(DISPLAY_MAX_SCALE, DISPLAY_SIDE // max(height, width)))
         labels = len(self.units) == len(self) or None
-        return self.grid(labels=labels, scale=scale)
+        return self.grid(labels=labels)
 
     def _png_bytes(self) -> bytes:
         buffer = io.BytesIO()

@@ -12,8 +12,9 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import inspect
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Literal
 
 import torch
@@ -50,6 +51,20 @@ _ACCEPTED = (
     "'fourier', 'pixel', 'laplacian', 'lowres' or 'maco', a basis class (called as cls(batch, channels, "
     "height, width)) or a basis module (an nn.Module whose forward() returns (N, C, H, W) images)"
 )
+
+
+@contextlib.contextmanager
+def _start_drawn_with(seed: int | None) -> Iterator[None]:
+    """Draw the start values inside from a CPU generator seeded with ``seed`` (``None``: torch's global
+    state, as it is); the caller's CPU random state comes back after, and no GPU's is touched."""
+    if seed is None:
+        yield
+        return
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise TypeError(f"seed must be a whole number or None, got {seed!r} of type {type(seed).__name__}")
+    with torch.random.fork_rng(devices=[]):
+        torch.random.default_generator.manual_seed(seed)
+        yield
 
 
 class Image(nn.Module):
@@ -239,6 +254,7 @@ def image(
     output: OutputKind = "sigmoid",
     init: Tensor | None = None,
     basis: BasisKind | type[nn.Module] | nn.Module | None = None,
+    seed: int | None = None,
 ) -> Image:
     """Build the usual parameterisation in one call.
 
@@ -265,6 +281,10 @@ def image(
             ``cls(batch, channels, h, w)``, with ``sd=`` and ``decay=`` too if its signature
             takes them. A module already built: used as it is; it must return
             ``(batch, channels, h, w)`` images, else a ``ValueError`` says which size differs.
+        seed: draw the random start from a generator seeded with this, so that the same call
+            gives the same start image (pass the same ``seed`` to ``render_vis`` too, and the whole
+            run repeats). ``None``: from torch's global random state. Torch's global state is left
+            as it was either way.
 
     Example:
         >>> p = image(64, 48, batch=4, channels=1)
@@ -276,7 +296,26 @@ def image(
         torch.Size([2, 3, 32, 32])
         >>> image(32, basis=PixelImage(1, 3, 32, 32)).basis.pixels.shape  # a module: used as it is
         torch.Size([1, 3, 32, 32])
+        >>> torch.equal(image(16, seed=3)(), image(16, seed=3)())  # the same start image
+        True
     """
+    with _start_drawn_with(seed):
+        return _image(w, h, batch, channels, fft, decorrelate, decay, sd, output, init, basis)
+
+
+def _image(
+    w: int,
+    h: int | None,
+    batch: int,
+    channels: int,
+    fft: bool,
+    decorrelate: bool,
+    decay: float | None,
+    sd: float,
+    output: OutputKind,
+    init: Tensor | None,
+    basis: BasisKind | type[nn.Module] | nn.Module | None,
+) -> Image:
     h = w if h is None else h
     check_size(batch, channels, h, w)
     decay = default_decay(h, w) if decay is None else decay
@@ -335,11 +374,12 @@ def laplacian_pyramid(
     mode: UpsampleMode = "bilinear",
     output: OutputKind = "sigmoid",
     init: Tensor | None = None,
+    seed: int | None = None,
 ) -> Image:
     """A :class:`LaplacianPyramidImage` with colour decorrelation and an output function.
 
-    Arguments as in :func:`image` and :class:`LaplacianPyramidImage`; ``decorrelate`` may
-    also be your own :class:`ColorDecorrelation`.
+    Arguments as in :func:`image` (``seed`` too) and :class:`LaplacianPyramidImage`; ``decorrelate``
+    may also be your own :class:`ColorDecorrelation`.
 
     Example:
         >>> p = laplacian_pyramid(32, batch=2, levels=4)
@@ -347,7 +387,8 @@ def laplacian_pyramid(
         (torch.Size([2, 3, 32, 32]), 4)
     """
     h = w if h is None else h
-    basis = LaplacianPyramidImage(batch, channels, h, w, levels=levels, decay=decay, sd=sd, mode=mode)
+    with _start_drawn_with(seed):
+        basis = LaplacianPyramidImage(batch, channels, h, w, levels=levels, decay=decay, sd=sd, mode=mode)
     return _finish(basis, decorrelate, output, init)
 
 
@@ -364,8 +405,11 @@ def lowres_image(
     sd: float = 0.01,
     output: OutputKind = "sigmoid",
     init: Tensor | None = None,
+    seed: int | None = None,
 ) -> Image:
     """A :class:`LowResImage` (a small tensor upsampled) with colour decorrelation and an output function.
+
+    Arguments as in :func:`image` (``seed`` too) and :class:`LowResImage`.
 
     Example:
         >>> p = lowres_image(32, factor=8)
@@ -373,7 +417,8 @@ def lowres_image(
         (torch.Size([4, 4]), torch.Size([32, 32]))
     """
     h = w if h is None else h
-    basis = LowResImage(batch, channels, h, w, low=low, factor=factor, mode=mode, sd=sd)
+    with _start_drawn_with(seed):
+        basis = LowResImage(batch, channels, h, w, low=low, factor=factor, mode=mode, sd=sd)
     return _finish(basis, decorrelate, output, init)
 
 
@@ -388,6 +433,7 @@ def maco(
     output: OutputKind = "sigmoid",
     phase_scale: float = MACO_PHASE_SCALE,
     init: Tensor | None = None,
+    seed: int | None = None,
 ) -> Image:
     """A MACO parameterisation (:class:`MacoImage`): learnt phase, fixed natural amplitude.
 
@@ -401,6 +447,7 @@ def maco(
         output: ``"sigmoid"`` or ``"clamp"``.
         phase_scale: see :class:`MacoImage`.
         init: optional starting image(s); only their phase is kept (see :meth:`MacoImage.set_raw`).
+        seed: as in :func:`image`: the random start phase drawn from a generator seeded with it.
 
     Example:
         >>> p = maco(32, batch=2)
@@ -412,7 +459,8 @@ def maco(
     if spectrum is None:
         plain = decorrelate is False or (decorrelate is True and channels != 3)
         spectrum = power_law_amplitude(h, w, channels, decorrelate=not plain, output=output)
-    basis = MacoImage(batch, channels, h, w, spectrum, phase_scale=phase_scale)
+    with _start_drawn_with(seed):
+        basis = MacoImage(batch, channels, h, w, spectrum, phase_scale=phase_scale)
     return _finish(basis, decorrelate, output, init)
 
 
@@ -429,12 +477,13 @@ def interpolation_image(
     mode: UpsampleMode = "bilinear",
     shared_weight: float = 3.0,
     output: OutputKind = "sigmoid",
+    seed: int | None = None,
 ) -> Image:
     """Frames for an interpolation between two units, with low-resolution parts shared between neighbours.
 
     Use it with :func:`featvis.objectives.channel_interpolate` (frame ``i`` of ``frames``
     blends from the first unit to the second) so that consecutive frames stay aligned. See
-    :class:`InterpolationImage`.
+    :class:`InterpolationImage`. ``seed`` as in :func:`image`.
 
     Example:
         >>> from featvis import objectives
@@ -444,7 +493,8 @@ def interpolation_image(
         torch.Size([5, 3, 32, 32])
     """
     h = w if h is None else h
-    basis = InterpolationImage(
-        frames, channels, h, w, shared=shared, decay=decay, sd=sd, mode=mode, shared_weight=shared_weight
-    )
+    with _start_drawn_with(seed):
+        basis = InterpolationImage(
+            frames, channels, h, w, shared=shared, decay=decay, sd=sd, mode=mode, shared_weight=shared_weight
+        )
     return _finish(basis, decorrelate, output, None)
