@@ -19,8 +19,10 @@ from PIL import Image
 from torch import nn
 
 import featvis
-from featvis.cli import CLIError, layer_table, load_model, main, parse_channels
+from featvis.cli import CLIError, main, parse_channels
+from featvis.commands import layer_table
 from featvis.gallery import unit_activations
+from featvis.model_loading import load_model
 
 if TYPE_CHECKING:
     from conftest import ModelState
@@ -362,9 +364,9 @@ def test_a_failed_download_is_a_runtime_error_that_says_what_to_do(
     code, _, err = run(capsys, "layers", "cifar10-resnet20")
     assert code == 1 and err.count("\n") == 1
     assert err.startswith("featvis: error: could not download the weights resnet20-12fca82f.th")
-    assert err.rstrip().endswith(
-        "On the command line: --weights-dir DIR (the folder holding that file) or --weights FILE."
-    )
+    # the advice is the command line's, not Python's
+    assert "(or in a folder named by --weights-dir DIR; or give the file as --weights FILE)" in err
+    assert "model_dir" not in err
     # torchvision's own weights: the same, through torch.hub
     code, _, err = run(capsys, "layers", "torchvision:resnet18", "--weights", "DEFAULT")
     assert code == 1 and err.startswith("featvis: error: could not get torchvision's weights for resnet18")
@@ -416,3 +418,51 @@ def test_the_console_script_writes_a_gallery_and_python_m_reports_an_error(
     stderr = capsys.readouterr().err
     assert stderr.startswith("featvis: error: unknown layer 'layer9' in CifarResNet. Closest names: 'layer3'")
     assert stderr.count("\n") == 1 and "Traceback" not in stderr
+
+
+def test_help_and_usage_errors_answer_without_importing_torch() -> None:
+    code = (
+        "import sys, contextlib, io\n"
+        "from featvis.cli import main\n"
+        "with contextlib.redirect_stdout(io.StringIO()) as out:\n"
+        "    codes = [main(['--help']), main(['render', '--help'])]\n"
+        "with contextlib.redirect_stderr(io.StringIO()):\n"
+        "    codes.append(main(['render', 'cifar10-resnet20', 'layer3:1', '--steps', 'zero', '-o', 'x.png']))\n"
+        "print(codes, 'usage: featvis' in out.getvalue(), 'torch' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.split() == ["[0,", "0,", "2]", "True", "False"], done.stdout + done.stderr
+
+
+def test_errors_give_the_command_lines_advice(capsys: pytest.CaptureFixture[str], tiny: str) -> None:
+    code, _, err = run(capsys, "render", f"{tiny}:build", "conv9:1", "-o", "x.png")
+    assert code == 2
+    assert f"`featvis layers {tiny}:build` lists all" in err and "layer_names" not in err
+    from featvis.cli import for_the_command_line
+
+    efficientnet = "are not installed: pip install x, or put the file in a folder and pass model_dir= (looked in a)"
+    assert "and name the folder with --weights-dir DIR (looked in a)" in for_the_command_line(efficientnet, "m")
+
+
+def test_torchvision_weights_offline_is_one_line_without_torchs_download_line(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def offline(*args: object, **kwargs: object) -> None:
+        raise OSError("Network is unreachable")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    code, _, err = run(capsys, "layers", "torchvision:resnet18", "--weights", "DEFAULT")
+    assert code == 1 and err.count("\n") == 1, err
+    assert "Downloading" not in err
+    assert err.startswith("featvis: error: could not get torchvision's weights for resnet18 (Network is unreachable)")
+    assert f"put it in {tmp_path / 'hub' / 'checkpoints'}" in err
+
+
+def test_a_random_googlenet_gets_featvis_warning_only(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(capsys, "layers", "torchvision:googlenet", "--size", "64")
+    assert code == 0
+    assert err.splitlines() == [
+        "featvis: warning: torchvision:googlenet has random weights (give --weights FILE for a local state dict, "
+        "or --weights DEFAULT to download torchvision's)"
+    ]

@@ -314,3 +314,16 @@ def test_the_pages_show_what_the_code_gives(resnet20: torch.nn.Module) -> None:
     preprocessing_page = (DOCS / "concepts" / "preprocessing.md").read_text()
     assert f"# {featvis.models.default_preprocess(resnet20)!r}" in preprocessing_page
     assert f"# {resnet20.featvis_normalization!r}" in preprocessing_page
+
+
+def test_the_hand_written_loop_raises_its_channel(hub_cache: Path) -> None:
+    """The loop written out in concepts/index.md does what the page says when pasted: channel 5 of
+    ``layer3`` from 0 to several units in 16 steps (it stayed at 0 before redirected ReLU was in it)."""
+    block = _CODE_BLOCK.findall((DOCS / "concepts" / "index.md").read_text())[0]
+    assert "for step in range(16)" in block
+    namespace: dict[str, Any] = {"__name__": "docs_page"}
+    with torch.random.fork_rng():
+        exec(compile(block, "concepts/index.md", "exec"), namespace)
+    loss = float(namespace["loss"].detach())
+    assert loss < -3, loss
+    assert all(p.requires_grad for p in namespace["model"].parameters())

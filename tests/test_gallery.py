@@ -15,6 +15,7 @@ import html.parser
 import importlib.resources
 import os
 import shutil
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -247,7 +248,10 @@ def _browser_or_skip() -> Any:
     for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1200,900"):
         options.add_argument(argument)
     options.add_argument("--force-device-scale-factor=1")
-    return webdriver.Chrome(options=options, service=Service(executable_path=driver))
+    options.add_argument("--log-level=3")  # errors only
+    # chromium's own lines (dbus, GPU probing) go nowhere instead of into the test log
+    service = Service(executable_path=driver, log_output=subprocess.DEVNULL, service_args=["--silent"])
+    return webdriver.Chrome(options=options, service=service)
 
 
 def save_full_page(browser: Any, path: Path) -> None:

@@ -13,37 +13,81 @@ Example:
     torch.Size([1, 3, 32, 32])
 """
 
-from . import (
-    animation,
-    batching,
-    dataset,
-    dataset_examples,
-    dream,
-    gallery,
-    gradients,
-    grid,
-    hooks,
-    loop,
-    models,
-    objectives,
-    optim,
-    param,
-    probe,
-    receptive,
-    result,
-    sizes,
-    state,
-    step,
-    transforms,
-)
-from .batching import auto_batch_size
-from .dataset import top_activating
-from .dream import deepdream
-from .gallery import render_gallery
-from .hooks import LayerRef, layer_names
-from .objectives import Objective
-from .render import render_channels, render_vis
-from .result import RenderResult
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # what the names below are; at run time each is imported when first used
+    from . import (
+        animation,
+        batching,
+        dataset,
+        dataset_examples,
+        dream,
+        gallery,
+        gradients,
+        grid,
+        hooks,
+        loop,
+        models,
+        objectives,
+        optim,
+        param,
+        probe,
+        receptive,
+        result,
+        sizes,
+        state,
+        step,
+        transforms,
+    )
+    from .batching import auto_batch_size
+    from .dataset import top_activating
+    from .dream import deepdream
+    from .gallery import render_gallery
+    from .hooks import LayerRef, layer_names
+    from .objectives import Objective
+    from .render import render_channels, render_vis
+    from .result import RenderResult
+
+#: the public functions and classes, and the module each comes from
+_NAMES = {
+    "auto_batch_size": "batching",
+    "top_activating": "dataset",
+    "deepdream": "dream",
+    "render_gallery": "gallery",
+    "LayerRef": "hooks",
+    "layer_names": "hooks",
+    "Objective": "objectives",
+    "render_channels": "render",
+    "render_vis": "render",
+    "RenderResult": "result",
+}
+#: the public modules
+_MODULES = {
+    "animation", "batching", "dataset", "dataset_examples", "dream", "gallery", "gradients", "grid", "hooks",
+    "loop", "models", "objectives", "optim", "param", "probe", "receptive", "result", "sizes", "state", "step",
+    "transforms",
+}  # fmt: skip
+
+
+def __getattr__(name: str) -> Any:
+    """Import featvis's modules and names when first used, so that ``import featvis`` (and the
+    ``featvis`` command's ``--help``) does not wait for torch until something needs it."""
+    if name in _MODULES:
+        value = importlib.import_module(f".{name}", __name__)
+    elif name in _NAMES:
+        value = getattr(importlib.import_module(f".{_NAMES[name]}", __name__), name)
+    else:
+        raise AttributeError(f"module 'featvis' has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_MODULES, *_NAMES})
+
 
 __all__ = [
     "LayerRef",

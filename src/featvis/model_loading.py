@@ -14,7 +14,7 @@ Example:
     >>> load_model("cifar10-resnet20", weights_dir="/nonexistent")
     Traceback (most recent call last):
     ...
-    featvis.model_loading.CLIError: --weights-dir /nonexistent is not a folder
+    featvis.cli_errors.CLIError: --weights-dir /nonexistent is not a folder
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ import importlib.util
 import os
 import re
 import sys
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, TextIO
@@ -32,8 +33,10 @@ import torch
 from torch import Tensor, nn
 
 from . import models as featvis_models
+from .cli_errors import RUNTIME_ERROR, CLIError, one_line
+from .models.weights import hash_prefix, hub_checkpoints
 
-__all__ = ["FEATVIS_MODELS", "CLIError", "load_model", "load_weights"]
+__all__ = ["FEATVIS_MODELS", "load_model", "load_weights"]
 
 #: featvis's own models: command-line name -> the name of their factory in ``featvis.models``
 FEATVIS_MODELS = {
@@ -41,40 +44,6 @@ FEATVIS_MODELS = {
     "efficientnet-lite0": "efficientnet_lite0",
     "efficientnet-lite1": "efficientnet_lite1",
 }
-
-#: exit status for a command that asks for something impossible (also argparse's own)
-USAGE_ERROR = 2
-#: exit status for a failure while running
-RUNTIME_ERROR = 1
-
-
-class CLIError(Exception):
-    """An error the command reports as one line (``featvis: error: ...``) with an exit code.
-
-    Example:
-        >>> error = CLIError("no such file: x.py")
-        >>> str(error), error.code
-        ('no such file: x.py', 2)
-    """
-
-    def __init__(self, message: str, code: int = USAGE_ERROR) -> None:
-        super().__init__(message)
-        self.code = code
-
-
-def one_line(error: BaseException) -> str:
-    """An exception's message on one line (a ``KeyError``'s without its quotes; the type's name if it has none).
-
-    Example:
-        >>> one_line(ValueError("a message   with  its spaces"))
-        'a message with its spaces'
-        >>> one_line(KeyError("layer9")), one_line(RuntimeError())
-        ('layer9', 'RuntimeError')
-    """
-    text = " ".join(str(error).split())
-    if isinstance(error, KeyError) and text.startswith("'") and text.endswith("'"):
-        text = text[1:-1]
-    return text or type(error).__name__
 
 
 # ---- models -------------------------------------------------------------------------
@@ -121,7 +90,7 @@ def load_weights(model: nn.Module, path: str | os.PathLike[str], model_name: str
         ...     load_weights(nn.Linear(2, 4), path, "linear")  # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...
-        featvis.model_loading.CLIError: the weights in w.pt do not fit linear: shape of weight is (3, 2) in the ...
+        featvis.cli_errors.CLIError: the weights in w.pt do not fit linear: shape of weight is (3, 2) in the ...
     """
     file = Path(path)
     if not file.is_file():
@@ -169,14 +138,20 @@ def _torchvision_model(name: str, weights: str | None, warn: TextIO, random_weig
         )
     if weights is not None and weights.upper() == "DEFAULT":
         try:
+            _download_torchvision_weights(name)
             return tv_models.get_model(name, weights="DEFAULT")
         except Exception as error:
+            url = tv_models.get_model_weights(name).DEFAULT.url
             raise CLIError(
                 f"could not get torchvision's weights for {name} ({one_line(error)}); without a network, "
-                "download them elsewhere and pass --weights FILE",
+                f"download {url} elsewhere and pass --weights FILE, or put it in {hub_checkpoints()}",
                 RUNTIME_ERROR,
             ) from error
-    model = tv_models.get_model(name, weights=None)
+    with warnings.catch_warnings():
+        # torchvision's note on GoogLeNet's and Inception's future initialisation says nothing to a user here
+        warnings.filterwarnings("ignore", message="The default weight initialization of", category=FutureWarning)
+        warnings.filterwarnings("ignore", message="The default weight initialization of", category=UserWarning)
+        model = tv_models.get_model(name, weights=None)
     if weights is None and not random_weights:
         print(
             f"featvis: warning: torchvision:{name} has random weights (give --weights FILE for a local state "
@@ -184,6 +159,19 @@ def _torchvision_model(name: str, weights: str | None, warn: TextIO, random_weig
             file=warn,
         )
     return model
+
+
+def _download_torchvision_weights(name: str) -> None:
+    """Put torchvision's default weights for ``name`` in torch.hub's cache, if they are not there, without
+    the "Downloading: ..." line torch prints before it knows whether it can (a progress bar on a terminal)."""
+    from torchvision import models as tv_models
+
+    url = tv_models.get_model_weights(name).DEFAULT.url
+    path = hub_checkpoints() / os.path.basename(url)
+    if path.exists():
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.hub.download_url_to_file(url, str(path), hash_prefix=hash_prefix(path.name), progress=sys.stderr.isatty())
 
 
 def _weights_file_name(name: str) -> str:
@@ -212,8 +200,7 @@ def _featvis_model(name: str, weights: str | None, weights_dir: str | None, rand
     except RuntimeError as error:  # a failed download, or a damaged file
         if weights_dir is not None:
             raise CLIError(one_line(error)) from error
-        hint = " On the command line: --weights-dir DIR (the folder holding that file) or --weights FILE."
-        raise CLIError(one_line(error) + hint, RUNTIME_ERROR) from error
+        raise CLIError(one_line(error), RUNTIME_ERROR) from error  # featvis.cli words its advice for the command
 
 
 def _import_factory(path_text: str, factory_name: str) -> nn.Module:
@@ -282,7 +269,7 @@ def load_model(
         >>> load_model("alexnet")  # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...
-        featvis.model_loading.CLIError: unknown model 'alexnet': give torchvision:NAME (e.g. torchvision:resnet18), ...
+        featvis.cli_errors.CLIError: unknown model 'alexnet': give torchvision:NAME (e.g. torchvision:resnet18), ...
     """
     warn = warn or sys.stderr
     target_device = _device(device)
