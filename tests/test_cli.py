@@ -6,6 +6,7 @@ from __future__ import annotations
 import html.parser
 import re
 import runpy
+import shlex
 import shutil
 import subprocess
 import sys
@@ -466,3 +467,33 @@ def test_a_random_googlenet_gets_featvis_warning_only(capsys: pytest.CaptureFixt
         "featvis: warning: torchvision:googlenet has random weights (give --weights FILE for a local state dict, "
         "or --weights DEFAULT to download torchvision's)"
     ]
+
+
+def test_the_error_examples_in_the_docs_are_what_the_command_prints(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, shared_weights: Path
+) -> None:
+    """Each ``$ featvis ...`` line of docs/cli.md's Errors section, run here, prints the line under it."""
+    page = (Path(__file__).resolve().parents[1] / "docs" / "cli.md").read_text()
+    block = page.split("## Errors", 1)[1].split("```", 2)[1]
+    pairs = re.findall(r"^\$ (featvis .+?)\n(featvis: error: .+)$", block, re.MULTILINE)
+    assert len(pairs) >= 10
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "my_model.py").write_text(TINY_MODEL)
+    (tmp_path / "model.py").write_text(TINY_MODEL)
+    torch.save(Tiny_state_dict(), tmp_path / "mnist.pt")
+
+    def offline(*args: object, **kwargs: object) -> None:  # as it is without a network
+        raise OSError("<urlopen error [Errno -2] Name or service not known>")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: "/root/.cache/torch/hub")
+    for command, expected in pairs:
+        arguments = shlex.split(command.split("#")[0].replace("../shared/models/cifar10", str(shared_weights)))[1:]
+        _, _, err = run(capsys, *arguments)
+        assert err.strip() == expected, f"$ {command}"
+
+
+def Tiny_state_dict() -> dict[str, torch.Tensor]:
+    """The state dict of an MNIST-like model that fits none of featvis's models (two conv layers and a head)."""
+    model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4, 2), nn.ReLU(), nn.Linear(2, 2))
+    return model.state_dict()

@@ -40,6 +40,7 @@ if TYPE_CHECKING:  # what the names below are; at run time each is imported when
         sizes,
         state,
         step,
+        threads,
         transforms,
     )
     from .batching import auto_batch_size
@@ -68,7 +69,7 @@ _NAMES = {
 _MODULES = {
     "animation", "batching", "dataset", "dataset_examples", "dream", "gallery", "gradients", "grid", "hooks",
     "loop", "models", "objectives", "optim", "param", "probe", "receptive", "result", "sizes", "state", "step",
-    "transforms",
+    "threads", "transforms",
 }  # fmt: skip
 
 
@@ -119,6 +120,7 @@ __all__ = [
     "sizes",
     "state",
     "step",
+    "threads",
     "top_activating",
     "transforms",
 ]

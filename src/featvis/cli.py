@@ -66,6 +66,11 @@ COMMAND_LINE_ADVICE: list[tuple[str, str]] = [
     (r"\(or pass model_dir=\)", "(or in a folder named by --weights-dir DIR; or give the file as --weights FILE)"),
     (r"and pass model_dir=", "and name the folder with --weights-dir DIR"),
     (r"featvis\.models\.imagenet_classes\(\) lists all", "featvis.models.imagenet_classes() in Python lists all"),
+    (
+        r"; for other objectives use featvis\.objectives \(e\.g\. objectives\.\w+\('[^']*'\)\)",
+        "; the command renders channels (layer:channel) and classes (--class N), other objectives are for "
+        "Python (featvis.objectives)",
+    ),
 ]
 
 

@@ -39,6 +39,7 @@ from .result import RenderResult
 from .sizes import Size, size_pair
 from .state import denormals_flushed, memory_format, rendering_state, seeded
 from .step import GradientStep, ObjectiveLoss
+from .threads import check_threads
 from .transforms import TransformSpec, as_transform
 
 __all__ = ["RenderResult", "auto_batch_size", "render_channels", "render_vis"]
@@ -196,6 +197,7 @@ def render_vis(
     objective = as_objective(objective)
     snapshot_at = check_steps(steps, thresholds, snapshot_every)
     device = model_device_dtype(model)[0]
+    check_threads(device)  # warns once if torch's CPU threads are far slower than one
     transform = None if transforms is None else as_transform(transforms)
     prepare = resolve_preprocess(preprocess, model, device)
     compile_options = _compile_options(compile)
