@@ -497,3 +497,22 @@ def Tiny_state_dict() -> dict[str, torch.Tensor]:
     """The state dict of an MNIST-like model that fits none of featvis's models (two conv layers and a head)."""
     model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4, 2), nn.ReLU(), nn.Linear(2, 2))
     return model.state_dict()
+
+
+def test_the_render_example_in_the_docs_prints_what_the_page_shows(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, shared_weights: Path
+) -> None:
+    """docs/cli.md's ``featvis render`` example, run here (128 steps, seeded), prints its line; the final
+    objective to within 2% (other CPUs round differently), and twice the same picture, byte for byte."""
+    page = (Path(__file__).resolve().parents[1] / "docs" / "cli.md").read_text()
+    command, shown = re.search(r"^\$ (featvis render .+?\\\n.+?)\n(wrote .+)$", page, re.MULTILINE).groups()
+    arguments = shlex.split(command.replace("\\\n", " ").replace("../shared/models/cifar10", str(shared_weights)))
+    monkeypatch.chdir(tmp_path)
+    pictures = []
+    for _ in range(2):
+        code, out, _ = run(capsys, *arguments[1:])
+        pictures.append((tmp_path / "render.png").read_bytes())
+    number = r"final objective ([\d.]+)"
+    assert code == 0 and re.sub(number, "", out.strip()) == re.sub(number, "", shown)
+    assert float(re.search(number, out)[1]) == pytest.approx(float(re.search(number, shown)[1]), rel=0.02)
+    assert pictures[0] == pictures[1]
