@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -344,3 +345,31 @@ def test_a_run_seed_is_mixed_and_a_start_image_seed_is_not() -> None:
         run = torch.rand(4)
     assert torch.equal(start, plain) and not torch.equal(run, plain)
     assert run_seed(np.int64(5)) == run_seed(5) and 0 <= run_seed(-7) < 2**63
+
+
+@pytest.mark.parametrize(
+    ("seed", "words"),
+    [
+        ("42", "seed must be a whole number or None, got '42' (a str); write seed=42"),
+        (1.5, "seed must be a whole number or None, got 1.5 (a float)"),
+        (2.0, "got 2.0 (a float); write seed=2"),
+        (True, "seed must be a whole number or None, got True (a bool)"),
+    ],
+)
+def test_a_seed_that_is_not_a_whole_number_is_refused_by_name(seed: object, words: str) -> None:
+    model = nn.Sequential(nn.Conv2d(3, 2, 3), nn.ReLU()).eval()
+    for call in (
+        lambda: featvis.render_vis(model, "1:0", size=8, steps=1, seed=seed, progress=False),
+        lambda: featvis.render_channels(model, "1", [0], size=8, steps=1, seed=seed, progress=False),
+        lambda: featvis.deepdream(model, torch.rand(3, 8, 8), "1", steps=1, seed=seed, progress=False),
+        lambda: featvis.param.image(8, seed=seed),
+    ):
+        with pytest.raises(TypeError, match=re.escape(words.split(";")[0])):
+            call()
+
+
+def test_any_whole_number_seeds_a_run_and_repeats_it() -> None:
+    model = nn.Sequential(nn.Conv2d(3, 2, 3), nn.ReLU()).eval()
+    for seed in (2**70, -5, np.int64(3)):
+        runs = [featvis.render_channels(model, "1", [0, 1], size=8, steps=2, seed=seed, progress=False) for _ in "ab"]
+        assert torch.equal(runs[0].images, runs[1].images)

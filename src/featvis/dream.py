@@ -46,7 +46,7 @@ from .models import default_input_channels, first_convolution, resolve_preproces
 from .objectives import Objective, ObjectiveLike, as_objective
 from .probe import prepare_capture
 from .result import RenderResult
-from .state import denormals_flushed, rendering_state, seeded
+from .state import check_seed, denormals_flushed, rendering_state, seeded
 
 if TYPE_CHECKING:
     from PIL.Image import Image as PILImage
@@ -425,6 +425,7 @@ def deepdream(
         >>> bool(result.images.min() >= 0 and result.images.max() <= 1)
         True
     """
+    check_seed(seed)
     _check_arguments(octaves, octave_scale, steps, step_size, laplacian_levels, tile_size)
     objective = _dream_objective(objective)
     device, dtype = model_device_dtype(model)

@@ -37,7 +37,7 @@ from .optim import OptimizerSpec, default_schedule, make_optimizer
 from .probe import layer_width
 from .result import RenderResult
 from .sizes import Size, size_pair
-from .state import denormals_flushed, memory_format, rendering_state, seeded
+from .state import check_seed, denormals_flushed, memory_format, rendering_state, seeded
 from .step import GradientStep, ObjectiveLoss
 from .threads import check_threads
 from .transforms import TransformSpec, as_transform
@@ -145,12 +145,12 @@ def render_vis(
         preprocess: what turns [0, 1] images into the model's input. ``None``
             uses the model's own normalisation when featvis knows it (featvis's
             models, torchvision's ImageNet models), else none; ``False`` none.
-        seed: seeds torch's generators for this run (the caller's random state is
-            restored afterwards), so that a CPU run repeats exactly. A ``param``
-            you pass was drawn when you made it: call ``torch.manual_seed`` before
-            making it too, or leave ``param`` out and give ``size``. The run's
-            generators get ``seed`` mixed, so its random transforms never replay
-            the numbers that ``torch.manual_seed(seed)`` gave your starting image.
+        seed: a whole number that seeds torch's generators for this run (the caller's
+            random state is restored afterwards), so that a CPU run repeats exactly. A
+            ``param`` you pass drew its start when you made it: give it the seed too
+            (``param.image(224, batch=4, seed=0)``), or leave ``param`` out and give
+            ``size``. The run's generators get ``seed`` mixed, so its random transforms
+            never replay the numbers that drew your starting image.
         progress: show a tqdm progress bar (a widget in notebooks).
         size: image size ``H`` or ``(H, W)`` when ``param`` is not given
             (default: the model's usual input size, or 224).
@@ -194,6 +194,7 @@ def render_vis(
         >>> result.images.shape, result.losses.shape
         (torch.Size([1, 3, 24, 24]), torch.Size([8]))
     """
+    check_seed(seed)
     objective = as_objective(objective)
     snapshot_at = check_steps(steps, thresholds, snapshot_every)
     device = model_device_dtype(model)[0]
@@ -296,6 +297,7 @@ def render_channels(
     """
     if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    check_seed(seed)
     height, width = size_pair(size if size is not None else default_input_size(model))
     if image_channels is None:
         image_channels = default_input_channels(model)

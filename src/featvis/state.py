@@ -31,7 +31,15 @@ from torch import nn
 
 from .models import unwrap
 
-__all__ = ["denormals_flushed", "flushing_denormals", "memory_format", "rendering_state", "run_seed", "seeded"]
+__all__ = [
+    "check_seed",
+    "denormals_flushed",
+    "flushing_denormals",
+    "memory_format",
+    "rendering_state",
+    "run_seed",
+    "seeded",
+]
 
 
 @contextlib.contextmanager
@@ -69,6 +77,30 @@ def rendering_state(model: nn.Module, warn: bool = True) -> Iterator[None]:
             p.requires_grad_(flag)
 
 
+def check_seed(seed: object, name: str = "seed") -> int | None:
+    """``seed`` if it is ``None`` or a whole number (an ``int``, of any size, or a NumPy integer), else a
+    ``TypeError`` that names the argument: a string, a float and a bool are refused rather than guessed.
+
+    Example:
+        >>> check_seed(7), check_seed(None), check_seed(2**70) == 2**70
+        (7, None, True)
+        >>> check_seed("42")
+        Traceback (most recent call last):
+        ...
+        TypeError: seed must be a whole number or None, got '42' (a str); write seed=42
+    """
+    if seed is None:
+        return None
+    if isinstance(seed, bool) or not hasattr(type(seed), "__index__"):
+        hint = ""
+        if isinstance(seed, str) and seed.strip().lstrip("-").isdigit():
+            hint = f"; write {name}={int(seed)}"
+        elif isinstance(seed, float) and seed.is_integer():
+            hint = f"; write {name}={int(seed)}"
+        raise TypeError(f"{name} must be a whole number or None, got {seed!r} (a {type(seed).__name__}){hint}")
+    return operator.index(seed)
+
+
 def run_seed(seed: int) -> int:
     """The seed a run's generators get for ``seed=seed``: ``seed`` mixed, so that a run's random draws do not
     replay those of ``torch.manual_seed(seed)``, with which a caller may have drawn the starting image.
@@ -100,7 +132,8 @@ def seeded(seed: int | None, device: torch.device, mix: bool = True) -> Iterator
         return
     devices = [device.index or 0] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(run_seed(seed) if mix else operator.index(seed))
+        # any whole number: torch takes 64 bits, and a seed's low 64 bits are what torch would use anyway
+        torch.manual_seed(run_seed(seed) if mix else operator.index(seed) % 2**64)
         yield
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import operator
 from collections.abc import Iterator, Sequence
 from typing import Literal
 
@@ -60,10 +61,10 @@ def _start_drawn_with(seed: int | None) -> Iterator[None]:
     if seed is None:
         yield
         return
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise TypeError(f"seed must be a whole number or None, got {seed!r} of type {type(seed).__name__}")
+    if isinstance(seed, bool) or not hasattr(type(seed), "__index__"):
+        raise TypeError(f"seed must be a whole number or None, got {seed!r} (a {type(seed).__name__})")
     with torch.random.fork_rng(devices=[]):
-        torch.random.default_generator.manual_seed(seed)
+        torch.random.default_generator.manual_seed(operator.index(seed) % 2**64)
         yield
 
 
