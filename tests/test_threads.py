@@ -77,3 +77,60 @@ def test_render_vis_warns_once_per_process(two_threads: None, monkeypatch: pytes
     finally:
         threads._slowdown_once.cache_clear()
     assert measured == [1]  # measured once, however many runs
+
+
+def test_a_second_thread_rendering_the_same_model_fails_at_once_and_changes_nothing() -> None:
+    import threading
+
+    from featvis.state import rendering_state
+
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Sequential(nn.Conv2d(8, 16, 3, padding=1)))
+    model.train()
+    started, release = threading.Event(), threading.Event()
+
+    def first_render() -> None:  # holds the model as a render does, until told to stop
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with rendering_state(model):
+                started.set()
+                release.wait(10)
+
+    thread = threading.Thread(target=first_render)
+    thread.start()
+    started.wait(10)
+    try:
+        for target in (model, model[2]):  # the model, or a part of it, from another thread
+            with pytest.raises(RuntimeError, match=r"another thread is rendering this .* copy\.deepcopy\(model\)"):
+                featvis.render_vis(target, "0:1", size=8, steps=2, progress=False)
+    finally:
+        release.set()
+        thread.join()
+    assert all(module.training for module in model.modules())
+    assert all(p.requires_grad and p.grad is None for p in model.parameters())
+    # once the first is done, the model renders again, from any thread; nested renders of one thread are fine
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = featvis.render_channels(model, "2.0", [1, 2], size=8, steps=2, progress=False)
+    assert result.images.shape == (2, 3, 8, 8)
+    assert all(module.training for module in model.modules()) and all(p.requires_grad for p in model.parameters())
+
+
+def test_threads_rendering_separate_copies_each_get_their_picture() -> None:
+    import copy
+    import threading
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU()).eval()
+    results: dict[int, torch.Tensor] = {}
+
+    def render(channel: int) -> None:
+        copy_ = copy.deepcopy(model)
+        results[channel] = featvis.render_vis(copy_, f"1:{channel}", size=16, steps=4, progress=False).images
+
+    threads_ = [threading.Thread(target=render, args=(c,)) for c in (2, 5)]
+    for t in threads_:
+        t.start()
+    for t in threads_:
+        t.join()
+    assert sorted(results) == [2, 5]
+    assert all(p.requires_grad for p in model.parameters())

@@ -439,8 +439,8 @@ def deepdream(
         return capture.run(prepare(pixels).to(dtype), image=pixels)
 
     with (
-        seeded(seed, device),
         rendering_state(model),
+        seeded(seed, device),
         denormals_flushed(device),
         torch.enable_grad(),
     ):

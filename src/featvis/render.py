@@ -206,7 +206,8 @@ def render_vis(
     gradient_noise = _gradient_noise(normalize_gradients)
     layout = torch.channels_last if channels_last else None
 
-    with seeded(seed, device), rendering_state(model), memory_format(model, layout), denormals_flushed(device):
+    # the model first: a model another thread renders is refused before anything else changes
+    with rendering_state(model), seeded(seed, device), memory_format(model, layout), denormals_flushed(device):
         image_param = _make_param(param, model, size).to(device)
         if transform is None:  # the defaults depend on the image's size
             with torch.no_grad():

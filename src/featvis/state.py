@@ -23,7 +23,9 @@ from __future__ import annotations
 
 import contextlib
 import operator
+import threading
 import warnings
+import weakref
 from collections.abc import Iterator
 
 import torch
@@ -48,6 +50,9 @@ def rendering_state(model: nn.Module, warn: bool = True) -> Iterator[None]:
     parameter's ``requires_grad`` restored afterwards, whatever happens.
 
     With ``warn``, a model in training mode gets a warning that featvis renders in eval mode.
+    One thread at a time: while a thread renders a model (or a model that shares modules with
+    it), another thread's render of it fails at once with a ``RuntimeError`` and changes nothing
+    (the same thread may nest renders, as ``render_channels`` does).
 
     Example:
         >>> from torch import nn
@@ -56,15 +61,56 @@ def rendering_state(model: nn.Module, warn: bool = True) -> Iterator[None]:
         ...     layer.weight.requires_grad
         False
     """
-    training = [(module, module.training) for module in model.modules()]
-    grads = [(p, p.requires_grad) for p in model.parameters()]
+    with _claimed(model):
+        training = [(module, module.training) for module in model.modules()]
+        grads = [(p, p.requires_grad) for p in model.parameters()]
+        with _eval_without_weight_gradients(model, training, grads, warn):
+            yield
+
+
+#: each module being rendered now: the thread rendering it, and how many renders of that thread hold it
+_RENDERING: weakref.WeakKeyDictionary[nn.Module, tuple[int, int]] = weakref.WeakKeyDictionary()
+_RENDERING_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _claimed(model: nn.Module) -> Iterator[None]:
+    """Hold every module of ``model`` for this thread inside; a module another thread holds is an error."""
+    modules = list(model.modules())
+    me = threading.get_ident()
+    with _RENDERING_LOCK:
+        if any(_RENDERING.get(module, (me, 0))[0] != me for module in modules):
+            raise RuntimeError(
+                f"another thread is rendering this {type(unwrap(model)).__name__} (or a model that shares its "
+                "modules) now: featvis switches a model to eval mode and turns off its weights' gradients while it "
+                "renders, so two renders at once would leave it corrupted. Render one at a time, or give each "
+                "thread its own copy: copy.deepcopy(model)"
+            )
+        for module in modules:
+            _RENDERING[module] = (me, _RENDERING.get(module, (me, 0))[1] + 1)
+    try:
+        yield
+    finally:
+        with _RENDERING_LOCK:
+            for module in modules:
+                owner, depth = _RENDERING[module]
+                if depth == 1:
+                    del _RENDERING[module]
+                else:
+                    _RENDERING[module] = (owner, depth - 1)
+
+
+@contextlib.contextmanager
+def _eval_without_weight_gradients(
+    model: nn.Module, training: list[tuple[nn.Module, bool]], grads: list[tuple[nn.Parameter, bool]], warn: bool
+) -> Iterator[None]:
     try:
         inner = unwrap(model)  # a new DataParallel wrapper is in training mode; what counts is the model inside
         if warn and inner.training:
             warnings.warn(
                 f"{type(inner).__name__} is in training mode; featvis renders in eval mode and puts "
                 "training mode back afterwards",
-                stacklevel=4,
+                stacklevel=6,
             )
         model.eval()
         for p, _ in grads:
