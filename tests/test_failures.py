@@ -135,14 +135,31 @@ def test_a_non_finite_objective_stops_warns_and_returns_the_last_finite_images()
     with pytest.warns(RuntimeWarning, match="became non-finite") as caught:
         result = quick(model, breaks_at_step_21, steps=40, seed=0, thresholds=[10, 30])
     message = str(caught[0].message)
-    assert "(nan) at step 21" in message and "returned the images of step 15" in message
-    assert result.steps == 15 and result.losses.shape == (15,) and bool(torch.isfinite(result.losses).all())
+    # step 21's loss is that of the images after 20 steps: those after 19 are the last with a finite loss
+    # (step 20's), not those of the last check (step 16)
+    assert "(nan) at step 21" in message and "returned the images of step 19" in message
+    assert result.steps == 19 and result.losses.shape == (19,) and bool(torch.isfinite(result.losses).all())
     assert bool(torch.isfinite(result.images).all())
     assert sorted(result.snapshots) == [10]  # the snapshot of step 30 came after the breakdown
-    # the images are those of step 15 of the same run without the breakdown (same seed, same 40-step schedule)
+    # the images are those of step 19 of the same run without the breakdown (same seed, same 40-step schedule)
     calls["n"] = -1000
-    clean = quick(model, breaks_at_step_21, steps=40, seed=0, thresholds=[15])
-    assert torch.equal(result.images, clean.snapshots[15])
+    clean = quick(model, breaks_at_step_21, steps=40, seed=0, thresholds=[19])
+    assert torch.equal(result.images, clean.snapshots[19])
+
+
+@pytest.mark.parametrize("breaks_at", [1, 2, 16, 17, 33])
+def test_the_images_returned_are_always_those_before_the_first_non_finite_loss(breaks_at: int) -> None:
+    model = Shrinking()
+    calls = {"n": 0}
+
+    def breaks(acts: dict[str, torch.Tensor]) -> torch.Tensor:
+        value = acts["head"][:, 0].mean()
+        calls["n"] += 1
+        return value * float("nan") if calls["n"] > breaks_at else value
+
+    with pytest.warns(RuntimeWarning, match=f"at step {breaks_at}; stopped"):
+        result = quick(model, breaks, steps=40, seed=0)
+    assert result.steps == max(breaks_at - 2, 0) and bool(torch.isfinite(result.images).all())
 
 
 # ---- nothing changes, whatever happens ---------------------------------------------------------

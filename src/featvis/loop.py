@@ -189,7 +189,9 @@ def optimize(
         snapshot_at: the step numbers after which to keep a CPU copy of ``images()``.
         parameters: the tensors the steps change. With them, a non-finite loss (looked for every
             :data:`FINITE_CHECK_EVERY` steps, at snapshots and at the end) stops the run with a
-            warning and puts back the last parameters whose loss was finite; without, no check.
+            warning and puts back the last parameters whose loss was finite (those of the step
+            before the first non-finite loss: a copy is kept after every step until the next
+            check); without, no check.
         progress: show a progress bar.
         description: the objective, for the progress bar and the warnings.
         stop: a :class:`StopCriterion` that may end the run early.
@@ -211,33 +213,36 @@ def optimize(
     history = torch.full((steps,), float("nan"), device=device)
     outcome = LoopOutcome(history[:0])
     done = 0
-    # the fallback on a non-finite loss: the last parameters whose loss was seen to be finite
-    checked, last_finite, last_finite_step = 0, _copies(parameters), 0
+    # the fallback on a non-finite loss: the parameters after each step since the last check (the loss
+    # history[u] is that of the parameters after u steps), so that the last finite ones can come back
+    checked = 0
+    after: dict[int, list[Tensor]] = {}
     bar = progress_bar(steps, description, progress)
     try:
         for number in range(1, steps + 1):
+            if parameters:
+                after[number - 1] = _copies(parameters)
             check = bool(parameters) and (number in chosen or number % FINITE_CHECK_EVERY == 0 or number == steps)
-            before = _copies(parameters) if check else None
             loss = step(number)
             history[number - 1] = loss.detach()
             done = number
             bar.update(1)
-            if before is not None:
+            if check:
                 bad = first_non_finite(history, checked, number)
                 if bad is not None:
-                    _restore(parameters, last_finite)
+                    kept = max(bad - 1, 0)  # the parameters after this many steps gave the last finite loss
+                    _restore(parameters, after[kept])
                     warnings.warn(
                         f"the objective {description} became non-finite ({history[bad].item()}) at step "
-                        f"{bad + 1}; stopped, and returned the images of step {last_finite_step}, the "
+                        f"{bad + 1}; stopped, and returned the images of step {kept}, the "
                         "last ones with a finite objective",
                         RuntimeWarning,
                         stacklevel=3,
                     )
-                    done = last_finite_step
+                    done = kept
                     outcome.snapshots = {k: v for k, v in outcome.snapshots.items() if k <= done}
                     break
-                # the parameters before this step gave the finite loss history[number - 1]
-                checked, last_finite, last_finite_step = number, before, number - 1
+                checked, after = number, {number - 1: after[number - 1]}
             if number in chosen:
                 outcome.snapshots[number] = images().detach().float().cpu()
                 bar.set_postfix(loss=f"{history[number - 1].item():.4g}")
