@@ -223,3 +223,28 @@ def test_a_layer_never_reached_is_reported_without_probing_other_sizes() -> None
     with pytest.raises(LayerNotReachedError):
         quick(model, "unused:0")
     assert model.calls == 1  # the checking pass only, no probe images
+
+
+# ---- a gradient of exactly zero: the picture cannot change, and featvis says so -------------------
+def test_a_zero_gradient_warns_which_images_did_not_change() -> None:
+    class ZeroHead(nn.Module):  # a classifier head initialised to zeros, as torchvision's ViT's
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 3)
+            self.head = nn.Linear(4, 3)
+            nn.init.zeros_(self.head.weight)
+            with torch.no_grad():
+                self.head.weight[1, 0] = 1.0  # class 1 alone depends on the image
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.head(self.conv(x).mean((2, 3)))
+
+    model = ZeroHead().eval()
+    objective = O.Objective.sum(O.class_logit("head", index, batch=index) for index in range(3))
+    with pytest.warns(RuntimeWarning, match=r"images \[0, 2\] of the batch did not change in 4 steps: the gradient"):
+        featvis.render_vis(model, objective, featvis.param.image(8, batch=3), steps=4, progress=False)
+    with pytest.warns(RuntimeWarning, match=r"^the image did not change in 3 steps"):
+        featvis.render_vis(model, O.class_logit("head", 2), size=8, steps=3, progress=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        featvis.render_vis(model, O.class_logit("head", 1), size=8, steps=3, progress=False)

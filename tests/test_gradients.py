@@ -3,6 +3,7 @@ of the trained ResNet-20 that stay grey without the tricks and render with them.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -156,7 +157,8 @@ def test_a_dead_unit_stays_grey_without_the_tricks_and_renders_with_them(model_s
     model = dead_unit_model()
     state = model_state(model)
     run = dict(size=12, steps=24, seed=0, progress=False, transforms=[], preprocess=False)
-    plain = featvis.render_vis(model, "3:1", redirected_relu=0, **run)
+    with pytest.warns(RuntimeWarning, match="the image did not change in 24 steps.* is dead: keep redirected_relu on"):
+        plain = featvis.render_vis(model, "3:1", redirected_relu=0, **run)
     redirected = featvis.render_vis(model, "3:1", **run)
     assert plain.losses.tolist() == [0.0] * 24  # dead from start to end
     assert (plain.images - 0.5).abs().max() < 0.05  # grey: the start noise
@@ -181,10 +183,14 @@ def grey_channels(resnet20: nn.Module) -> dict[str, torch.Tensor]:
         "redirected": dict(),
         "normalised": dict(redirected_relu=0, normalize_gradients=True),
     }
-    reached = {}
+    reached: dict[str, torch.Tensor] = {}
     for name, options in runs.items():
         param = featvis.param.image(32, batch=len(channels))
-        result = featvis.render_vis(resnet20, objective, param, steps=GREY_STEPS, seed=0, progress=False, **options)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            result = featvis.render_vis(resnet20, objective, param, steps=GREY_STEPS, seed=0, progress=False, **options)
+        said = [str(w.message) for w in caught if "did not change" in str(w.message)]
+        reached[name + " unchanged"] = torch.tensor([bool(said) and said[0].startswith("images [0, 1] of the batch")])
         with torch.no_grad(), ActivationCapture(resnet20, ["layer3"]) as capture:
             acts = capture.run(featvis.models.default_preprocess(resnet20)(result.images))["layer3"]
         reached[name] = torch.stack([acts[i, c].mean() for i, c in enumerate(channels)])
@@ -196,6 +202,7 @@ def grey_channels(resnet20: nn.Module) -> dict[str, torch.Tensor]:
 def test_trained_resnet_dead_channels_stay_grey_without_tricks(grey_channels: dict[str, torch.Tensor]) -> None:
     assert grey_channels["plain"][:2].tolist() == [0.0, 0.0]
     assert (grey_channels["plain std"][:2] < 0.02).all()  # grey: the start noise, unchanged
+    assert bool(grey_channels["plain unchanged"])  # and featvis said which images did not change
     assert grey_channels["plain"][2] > 5
 
 
@@ -205,6 +212,7 @@ def test_trained_resnet_dead_channels_render_with_each_trick(
     grey_channels: dict[str, torch.Tensor], trick: str
 ) -> None:
     assert (grey_channels[trick] > 3).all(), grey_channels[trick]
+    assert not bool(grey_channels[trick + " unchanged"])
     assert (grey_channels[trick + " std"] > 0.1).all()
 
 

@@ -20,6 +20,7 @@ Example:
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -81,6 +82,22 @@ def _make_param(param: nn.Module | None, model: nn.Module, size: Size | None) ->
     if size is not None:
         raise ValueError("give either param or size, not both: the parameterisation fixes the size")
     return param
+
+
+def _warn_if_unchanged(start: Tensor, final: Tensor, steps: int, objective: str) -> None:
+    """A warning naming the images that no step changed: their objective's gradient was exactly zero."""
+    unchanged = torch.eq(start, final).flatten(1).all(1).nonzero().flatten().tolist()
+    if not unchanged:
+        return
+    which = "the image" if len(start) == 1 else f"image{'s' if len(unchanged) > 1 else ''} {unchanged} of the batch"
+    warnings.warn(
+        f"{which} did not change in {steps} steps: the gradient of the objective {objective} with respect to "
+        "it was exactly zero at every step. A unit behind ReLUs that are all off for the start image is "
+        "dead: keep redirected_relu on (the default) or try normalize_gradients=True or another seed; a "
+        "layer that multiplies by zero (a classifier head initialised to zeros) means untrained weights",
+        RuntimeWarning,
+        stacklevel=3,
+    )
 
 
 def render_vis(
@@ -236,6 +253,7 @@ def render_vis(
             redirected_relu=redirected_relu,
             gradient_noise=gradient_noise,
         )
+        start = step.current_images()
         with loss:
             outcome = optimize(
                 step,
@@ -248,7 +266,10 @@ def render_vis(
                 stop=stop,
                 device=device,
             )
-        images = step.current_images().float().cpu()
+        final = step.current_images()
+        if outcome.done and not step.gradient_free:
+            _warn_if_unchanged(start, final, outcome.done, str(objective))
+        images = final.float().cpu()
     return RenderResult(
         images, outcome.snapshots, outcome.losses.cpu(), str(objective), outcome.done, outcome.interrupted
     )
