@@ -248,3 +248,39 @@ def test_a_zero_gradient_warns_which_images_did_not_change() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         featvis.render_vis(model, O.class_logit("head", 1), size=8, steps=3, progress=False)
+
+
+# ---- messages that say what is really wrong --------------------------------------------------------
+def test_a_render_inside_inference_mode_or_no_grad_works() -> None:
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU()).eval()
+    with torch.inference_mode():
+        inside = featvis.render_vis(model, "1:0", size=8, steps=3, seed=0, progress=False)
+        channels = featvis.render_channels(model, "1", [0, 1], size=8, steps=2, progress=False)
+        made_inside = param.image(8)
+    outside = featvis.render_vis(model, "1:0", size=8, steps=3, seed=0, progress=False)
+    assert torch.equal(inside.images, outside.images) and channels.images.shape == (2, 3, 8, 8)
+    with pytest.raises(ValueError, match=r"made inside torch.inference_mode\(\), whose tensors can never be optimised"):
+        featvis.render_vis(model, "1:0", made_inside, steps=2, progress=False)
+
+
+def test_a_traced_models_inner_layer_is_explained() -> None:
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU()).eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # torch.jit.trace is deprecated, and still used
+        traced = torch.jit.trace(model, torch.rand(1, 3, 8, 8))
+    with pytest.raises(LayerNotReachedError, match=r"ran inside its TorchScript graph: a model made by torch\.jit"):
+        featvis.render_vis(traced, "1:0", size=8, steps=2, progress=False)
+
+
+def test_a_layer_used_only_in_training_is_explained() -> None:
+    class Branchy(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv, self.extra = nn.Conv2d(3, 4, 3), nn.Conv2d(4, 4, 1)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            x = self.conv(x)
+            return self.extra(x) if self.training else x
+
+    with pytest.raises(LayerNotReachedError, match=r"featvis runs the model in eval mode: .* `if self.training`"):
+        featvis.render_vis(Branchy().eval(), "extra:0", size=8, steps=2, progress=False)

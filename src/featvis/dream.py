@@ -442,6 +442,7 @@ def deepdream(
         rendering_state(model),
         seeded(seed, device),
         denormals_flushed(device),
+        torch.inference_mode(False),
         torch.enable_grad(),
     ):
         capture = _checked_capture(model, objective, run, bases[0], tile_size)

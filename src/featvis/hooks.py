@@ -551,10 +551,18 @@ class ActivationCapture:
             pass
         missing = [name for module, name in self.names.items() if module not in self._outputs]
         if missing:
+            layers = f"layer(s) {', '.join(repr(n) for n in missing)}"
+            if isinstance(self.model, torch.jit.ScriptModule):
+                raise LayerNotReachedError(
+                    f"{layers} of {type(self.model).__name__} ran inside its TorchScript graph: a model made by "
+                    "torch.jit.trace or torch.jit.script runs its compiled graph, not its layers' forward(), so no "
+                    "hook on a layer inside it can see their outputs. Render the nn.Module you traced or scripted."
+                )
             raise LayerNotReachedError(
-                f"layer(s) {', '.join(repr(n) for n in missing)} did not run during the forward pass of "
+                f"{layers} did not run during the forward pass of "
                 f"{type(self.model).__name__}: the model's forward() never calls them (for this input). "
-                "Target a layer that the forward pass uses."
+                "Target a layer that the forward pass uses. featvis runs the model in eval mode: a layer that "
+                "forward() uses only in training (behind `if self.training`) does not run."
             )
         return Activations(self.model, self._outputs, image, self._resolved)
 

@@ -223,8 +223,16 @@ def render_vis(
     gradient_noise = _gradient_noise(normalize_gradients)
     layout = torch.channels_last if channels_last else None
 
-    # the model first: a model another thread renders is refused before anything else changes
-    with rendering_state(model), seeded(seed, device), memory_format(model, layout), denormals_flushed(device):
+    # the model first: a model another thread renders is refused before anything else changes; gradients
+    # on, also when called inside torch.no_grad() or torch.inference_mode()
+    with (
+        rendering_state(model),
+        torch.inference_mode(False),
+        torch.enable_grad(),
+        seeded(seed, device),
+        memory_format(model, layout),
+        denormals_flushed(device),
+    ):
         image_param = _make_param(param, model, size).to(device)
         if transform is None:  # the defaults depend on the image's size
             with torch.no_grad():
@@ -234,6 +242,11 @@ def render_vis(
         parameters = [p for p in image_param.parameters() if p.requires_grad]
         if not parameters:
             raise ValueError("the parameterisation has no parameters that require gradients")
+        if any(p.is_inference() for p in parameters):
+            raise ValueError(
+                "the parameterisation was made inside torch.inference_mode(), whose tensors can never be "
+                "optimised: make it outside (render_vis itself may be called inside)"
+            )
         opt = make_optimizer(optimizer, parameters)
         loss = ObjectiveLoss(
             model,
@@ -329,7 +342,8 @@ def render_channels(
     device = model_device_dtype(model)[0]
     preprocess = render_kwargs.get("preprocess")
     results = []
-    with rendering_state(model):  # warn about training mode once, not once per chunk
+    # warn about training mode once, not once per chunk; the memory probes need gradients on
+    with rendering_state(model), torch.inference_mode(False), torch.enable_grad():
         if channels is None:
             channels = range(layer_width(model, ref, (height, width), image_channels, preprocess))
         units = list(channels)
