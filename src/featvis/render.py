@@ -89,7 +89,11 @@ def _warn_if_unchanged(start: Tensor, final: Tensor, steps: int, objective: str)
     unchanged = torch.eq(start, final).flatten(1).all(1).nonzero().flatten().tolist()
     if not unchanged:
         return
-    which = "the image" if len(start) == 1 else f"image{'s' if len(unchanged) > 1 else ''} {unchanged} of the batch"
+    if len(start) == 1:
+        which = "the image"
+    else:
+        which = f"images {unchanged}" if len(unchanged) > 1 else f"image {unchanged[0]}"
+        which += " of the batch"
     warnings.warn(
         f"{which} did not change in {steps} steps: the gradient of the objective {objective} with respect to "
         "it was exactly zero at every step. A unit behind ReLUs that are all off for the start image is "
