@@ -373,3 +373,26 @@ def test_any_whole_number_seeds_a_run_and_repeats_it() -> None:
     for seed in (2**70, -5, np.int64(3)):
         runs = [featvis.render_channels(model, "1", [0, 1], size=8, steps=2, seed=seed, progress=False) for _ in "ab"]
         assert torch.equal(runs[0].images, runs[1].images)
+
+
+def test_an_interrupted_render_channels_keeps_each_chunks_loss_history() -> None:
+    class StopsLater(nn.Module):  # Ctrl-C during the second chunk's third step
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv, self.act, self.calls = nn.Conv2d(3, 4, 3), nn.ReLU(), 0
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            self.calls += 1
+            if self.calls == 13:  # 1 probe + 8 steps for the first chunk, 1 probe + 3 for the second
+                raise KeyboardInterrupt
+            return self.act(self.conv(x))
+
+    model = StopsLater().eval()
+    with pytest.warns(UserWarning, match="interrupted"):
+        result = featvis.render_channels(model, "act", [0, 1, 2, 3], batch_size=2, size=8, steps=8, progress=False)
+    assert result.interrupted and result.losses.shape == (2, 8)
+    first, second = result.losses
+    assert bool(torch.isfinite(first).all())  # the first chunk's whole history
+    done = int(torch.isfinite(second).sum())
+    assert 0 < done < 8 and bool(torch.isnan(second[done:]).all()) and result.steps == done
+    assert "final loss" in repr(result)

@@ -41,7 +41,8 @@ class RenderResult:
         images: final images, ``(N, C, H, W)`` float tensor on the CPU, in [0, 1].
         snapshots: images at each requested threshold step, ``{step: images}``.
         losses: the loss (minus the objective) at every step done, on the CPU:
-            ``(steps,)`` for one run, ``(runs, steps)`` for :func:`render_channels`.
+            ``(steps,)`` for one run, ``(runs, steps)`` for :func:`render_channels` (a run
+            that stopped before the others, interrupted, has NaN after its last step).
         objective: the objective's description.
         steps: the number of optimisation steps done.
         interrupted: ``True`` if the run was stopped early (Ctrl-C).
@@ -155,7 +156,10 @@ class RenderResult:
         count, channels, height, width = self.images.shape
         parts = [f"{count} image{'s' if count != 1 else ''} {channels}x{height}x{width}", f"{self.steps} steps"]
         if self.losses.numel():
-            parts.append(f"final loss {float(self.losses.reshape(-1, self.losses.shape[-1])[:, -1].mean()):.4g}")
+            rows = self.losses.reshape(-1, self.losses.shape[-1])
+            last = [row[torch.isfinite(row)][-1] for row in rows if bool(torch.isfinite(row).any())]
+            if last:
+                parts.append(f"final loss {float(torch.stack(last).mean()):.4g}")
         if self.snapshots:
             parts.append(f"{len(self.snapshots)} snapshot{'s' if len(self.snapshots) != 1 else ''}")
         if self.interrupted:
@@ -300,21 +304,33 @@ class RenderResult:
 
     @staticmethod
     def concatenate(results: Sequence[RenderResult]) -> RenderResult:
-        """Join the results of several runs (images and snapshots along the batch).
+        """Join the results of several runs (images and snapshots along the batch). The losses are
+        one row per run, as long as the longest; a shorter run's row ends in NaN. ``steps`` is the
+        fewest steps a run did.
 
         Example:
             >>> one = RenderResult(torch.rand(1, 3, 4, 4), {}, torch.zeros(2), "a", 2)
             >>> RenderResult.concatenate([one, one]).images.shape
             torch.Size([2, 3, 4, 4])
+            >>> cut = RenderResult(torch.rand(1, 3, 4, 4), {}, torch.ones(1), "a", 1, interrupted=True)
+            >>> RenderResult.concatenate([one, cut]).losses.tolist()
+            [[0.0, 0.0], [1.0, nan]]
         """
         if not results:
             raise ValueError("nothing to concatenate")
         common = set(results[0].snapshots).intersection(*(r.snapshots for r in results[1:]))
         steps = min(r.steps for r in results)
+        rows = [r.losses.reshape(1, -1) if r.losses.ndim == 1 else r.losses for r in results]
+        longest = max(row.shape[-1] for row in rows)
+        losses = torch.full((sum(len(row) for row in rows), longest), float("nan"), dtype=rows[0].dtype)
+        start = 0
+        for row in rows:
+            losses[start : start + len(row), : row.shape[-1]] = row
+            start += len(row)
         return RenderResult(
             images=torch.cat([r.images for r in results]),
             snapshots={s: torch.cat([r.snapshots[s] for r in results]) for s in sorted(common)},
-            losses=torch.stack([r.losses[:steps] for r in results]),
+            losses=losses,
             objective=" | ".join(dict.fromkeys(r.objective for r in results)),
             steps=steps,
             interrupted=any(r.interrupted for r in results),
