@@ -37,6 +37,7 @@ from torch.utils.hooks import RemovableHandle
 
 __all__ = [
     "INPUT",
+    "SIGNAL_LAYERS",
     "ActivationCapture",
     "Activations",
     "LayerNotReachedError",
@@ -311,6 +312,30 @@ class Activations:
             raise MissingLayer(ref, name, module)
         return _select(self.outputs[module], ref, name)
 
+    def channels_first(self, layer: LayerSpec) -> Tensor:
+        """A layer's activations as ``(N, C, *positions)`` (:func:`channels_first`). A 3-d output
+        is read as ``(N, C, L)`` signals when the images are 1-d signals ``(N, C, L)`` or the layer
+        is a 1-d convolution, pooling or normalisation (:data:`SIGNAL_LAYERS`), else as
+        ``(N, tokens, C)`` token sequences (a transformer's).
+
+        Example:
+            >>> import torch
+            >>> from torch import nn
+            >>> model = nn.Sequential(nn.Conv1d(2, 4, 3), nn.ReLU())
+            >>> signals = torch.zeros(1, 2, 10)
+            >>> with ActivationCapture(model, ["1"]) as capture:
+            ...     acts = capture.run(signals, image=signals)
+            >>> acts.channels_first("1").shape  # 4 channels, 8 positions
+            torch.Size([1, 4, 8])
+        """
+        ref = LayerRef.parse(layer)
+        tensor = self[ref]
+        if tensor.ndim != 3 or str(ref) == INPUT:
+            return channels_first(tensor, ref)
+        module = self._resolved[ref][1] if ref in self._resolved else None
+        signals = (self.image is not None and self.image.ndim == 3) or isinstance(module, SIGNAL_LAYERS)
+        return channels_first(tensor, ref, tokens=not signals)
+
     def units(self, layer: LayerSpec, batch: int | None = None, channel: int | None = None) -> Tensor:
         """A layer's activations read channels-first, with featvis's checks and messages.
 
@@ -333,7 +358,7 @@ class Activations:
             IndexError: channel 4 is out of range for layer '0', which has 4 channels (valid: 0 to 3)
         """
         ref = LayerRef.parse(layer)
-        tensor = pick_batch(channels_first(self[ref], ref), batch, ref)
+        tensor = pick_batch(self.channels_first(ref), batch, ref)
         if channel is None:
             return tensor
         check_index(tensor, channel, ref)
@@ -357,20 +382,39 @@ def layer_label(ref: LayerRef) -> str:
     return "the model's output" if str(ref) == "" else f"layer {str(ref)!r}"
 
 
-def channels_first(tensor: Tensor, ref: LayerRef) -> Tensor:
-    """View an activation as ``(N, C, *positions)``: ``(N, T, C)`` token sequences are transposed.
+#: layers whose 3-d outputs are ``(N, C, L)`` signals, channels first (not ``(N, tokens, C)``)
+SIGNAL_LAYERS: tuple[type[nn.Module], ...] = (
+    nn.Conv1d,
+    nn.ConvTranspose1d,
+    nn.MaxPool1d,
+    nn.AvgPool1d,
+    nn.AdaptiveAvgPool1d,
+    nn.AdaptiveMaxPool1d,
+    nn.BatchNorm1d,
+    nn.InstanceNorm1d,
+)
+
+
+def channels_first(tensor: Tensor, ref: LayerRef, tokens: bool = True) -> Tensor:
+    """View an activation as ``(N, C, *positions)``. A 3-d one is ``(N, T, C)`` token sequences,
+    transposed, with ``tokens``, and ``(N, C, L)`` signals, as they are, without;
+    ``(N, C)``, ``(N, C, H, W)`` and ``(N, C, T, H, W)`` ones are channels-first already.
+    :meth:`Activations.channels_first` knows which a layer's is.
 
     Example:
         >>> channels_first(torch.zeros(2, 5, 8), LayerRef("blocks.0")).shape
         torch.Size([2, 8, 5])
+        >>> channels_first(torch.zeros(2, 5, 8), LayerRef("conv1d"), tokens=False).shape
+        torch.Size([2, 5, 8])
     """
-    if tensor.ndim in (2, 4):
+    if tensor.ndim in (2, 4, 5):
         return tensor
-    if tensor.ndim == 3:  # (N, tokens, features)
-        return tensor.transpose(1, 2)
+    if tensor.ndim == 3:  # (N, tokens, features) or (N, channels, length)
+        return tensor.transpose(1, 2) if tokens else tensor
     raise ValueError(
         f"layer {str(ref)!r} outputs a tensor of shape {tuple(tensor.shape)}; featvis reads "
-        "(N, C), (N, tokens, C) or (N, C, H, W) activations. Write a custom objective for other shapes."
+        "(N, C), (N, tokens, C), (N, C, L), (N, C, H, W) or (N, C, T, H, W) activations. Write a custom "
+        "objective for other shapes."
     )
 
 

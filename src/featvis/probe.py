@@ -126,6 +126,7 @@ def explain_forward_failure(
     """
     if isinstance(error, LayerNotReachedError):  # says what is wrong already; larger images would not help
         return
+    _explain_other_input_ranks(model, image_shape, error)
     channels, (height, width) = image_shape[1], image_shape[-2:]
     first = first_convolution(model)
     if first is not None and first[1].in_channels != channels:
@@ -163,6 +164,30 @@ def explain_forward_failure(
         f"the image ({height}x{width}) is too small for this model: its forward pass fails with "
         f"{type(error).__name__}: {str(error).strip().splitlines()[0]}. The smallest size that works is "
         f"{smallest} (height x width); render at that size or larger (size=... or featvis.param.image(...))"
+    ) from error
+
+
+#: the first layers that say a model takes 1-d signals or 3-d volumes, and what it takes
+_OTHER_RANKS = {
+    nn.Conv1d: "1-d signals (N, C, L): audio, time series",
+    nn.ConvTranspose1d: "1-d signals (N, C, L): audio, time series",
+    nn.Conv3d: "3-d volumes (N, C, T, H, W): video, medical scans",
+    nn.ConvTranspose3d: "3-d volumes (N, C, T, H, W): video, medical scans",
+}
+
+
+def _explain_other_input_ranks(model: nn.Module, image_shape: tuple[int, ...], error: Exception) -> None:
+    """A ValueError when the model's first convolution is not a 2-d one and the images do not fit it."""
+    first = next((m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, *_OTHER_RANKS))), None)
+    takes = _OTHER_RANKS.get(type(first)) if first is not None else None
+    if takes is None:
+        return
+    raise ValueError(
+        f"this model's first convolution is a {type(first).__name__}: it takes {takes}, and featvis made "
+        f"images {tuple(image_shape)} (N, C, H, W). featvis's parameterisations and transforms make and move "
+        "2-d images; for other inputs pass param= a module whose forward() returns tensors of the model's input "
+        "shape, and transforms=[] (or your own); objectives read (N, C, L) and (N, C, T, H, W) activations "
+        "channels first"
     ) from error
 
 

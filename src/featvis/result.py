@@ -153,8 +153,8 @@ class RenderResult:
         self.grid(nrow=nrow, padding=padding, labels=labels, scale=scale).save(path)
 
     def __repr__(self) -> str:
-        count, channels, height, width = self.images.shape
-        parts = [f"{count} image{'s' if count != 1 else ''} {channels}x{height}x{width}", f"{self.steps} steps"]
+        count, *shape = self.images.shape  # (N, C, H, W) images, or (N, C, L) signals, or volumes
+        parts = [f"{count} image{'s' if count != 1 else ''} {'x'.join(map(str, shape))}", f"{self.steps} steps"]
         if self.losses.numel():
             rows = self.losses.reshape(-1, self.losses.shape[-1])
             last = [row[torch.isfinite(row)][-1] for row in rows if bool(torch.isfinite(row).any())]
@@ -184,13 +184,16 @@ class RenderResult:
         self.display_grid().save(buffer, format="PNG")
         return buffer.getvalue()
 
-    def _repr_png_(self) -> bytes:
-        return self._png_bytes()
+    def _repr_png_(self) -> bytes | None:
+        # a notebook shows images as a grid; signals and volumes (not (N, C, H, W)) as the text repr
+        return self._png_bytes() if self.images.ndim == 4 else None
 
-    def _repr_html_(self) -> str:
+    def _repr_html_(self) -> str | None:
         import base64
         import html
 
+        if self.images.ndim != 4:
+            return None
         png = base64.b64encode(self._png_bytes()).decode("ascii")
         caption = html.escape(repr(self)[len("RenderResult(") : -1])
         return (

@@ -20,7 +20,7 @@ from typing import Any, NamedTuple, Union
 import torch
 from torch import Tensor
 
-from ..hooks import Activations, LayerRef, LayerSpec, channels_first
+from ..hooks import Activations, LayerRef, LayerSpec
 
 __all__ = ["Objective", "ObjectiveFunction", "ObjectiveLike", "as_objective", "channel", "wrap_objective"]
 
@@ -84,7 +84,7 @@ def _units_together(terms: Sequence[Objective]) -> ObjectiveFunction:
     seen: dict[tuple[tuple[int, ...], torch.device], tuple[Tensor, Tensor]] = {}
 
     def value(acts: Activations) -> Tensor:
-        tensor = channels_first(acts[ref], ref)
+        tensor = acts.channels_first(ref)
         key = (tuple(tensor.shape), tensor.device)
         where = seen.get(key)
         if where is None:

@@ -1,0 +1,82 @@
+"""Models of 1-d signals and 3-d volumes: a clear message with featvis's 2-d images, and channels read on
+the right axis when the user brings a parameterisation of the model's input shape."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import torch
+from torch import nn
+
+import featvis
+from featvis import objectives as O
+from featvis.hooks import ActivationCapture
+
+
+class Signal(nn.Module):
+    """A learnable batch of 1-d signals (N, C, L) in [0, 1]: a parameterisation of the model's input."""
+
+    def __init__(self, batch: int, channels: int, length: int) -> None:
+        super().__init__()
+        self.raw = nn.Parameter(torch.randn(batch, channels, length) * 0.01)
+
+    def forward(self) -> torch.Tensor:
+        return torch.sigmoid(self.raw)
+
+
+def audio_model() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv1d(2, 8, 5, padding=2), nn.ReLU(), nn.Conv1d(8, 6, 3), nn.ReLU()).eval()
+
+
+@pytest.mark.parametrize(
+    ("model", "takes"),
+    [
+        (audio_model(), "Conv1d: it takes 1-d signals (N, C, L)"),
+        (nn.Sequential(nn.Conv3d(3, 4, 3), nn.ReLU()).eval(), "Conv3d: it takes 3-d volumes (N, C, T, H, W)"),
+    ],
+)
+def test_a_1d_or_3d_model_with_2d_images_says_what_it_takes(model: nn.Module, takes: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(f"this model's first convolution is a {takes}")) as raised:
+        featvis.render_vis(model, "1:0", size=16, steps=2, progress=False)
+    assert "pass param= a module whose forward() returns tensors of the model's input shape" in str(raised.value)
+
+
+def test_channels_of_a_1d_model_are_read_on_the_channel_axis() -> None:
+    model = audio_model()
+    signals = torch.rand(2, 2, 20)
+    with ActivationCapture(model, ["1", "3"]) as capture:
+        acts = capture.run(signals, image=signals)
+    # (N, C, L): channel 3 of layer 1 is acts[:, 3], not position 3
+    assert torch.equal(acts.units("1", channel=3), acts["1"][:, 3])
+    assert torch.equal(O.channel("3", 5)(acts), acts["3"][:, 5].mean())
+    with pytest.raises(IndexError, match="channel 100 is out of range for layer '3', which has 6 channels"):
+        O.channel("3", 100)(acts)
+
+
+def test_a_1d_model_renders_with_a_signal_parameterisation() -> None:
+    model = audio_model()
+    result = featvis.render_vis(model, "3:4", Signal(1, 2, 32), transforms=[], steps=24, seed=0, progress=False)
+    assert result.images.shape == (1, 2, 32)
+    assert float(result.losses[-1]) < float(result.losses[0])  # the channel rose
+    assert repr(result).startswith("RenderResult(1 image 2x32, 24 steps")
+    assert result._repr_png_() is None and result._repr_html_() is None  # a notebook shows the text
+    with pytest.raises(IndexError, match="which has 6 channels"):
+        featvis.render_vis(model, "3:100", Signal(1, 2, 32), transforms=[], steps=2, progress=False)
+
+
+def test_token_sequences_of_an_image_model_stay_tokens() -> None:
+    class Tokens(nn.Module):  # (N, C, H, W) -> (N, tokens, features), as a ViT's patch embedding
+        def __init__(self) -> None:
+            super().__init__()
+            self.embed, self.mlp = nn.Conv2d(3, 5, 4, stride=4), nn.Linear(5, 7)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.mlp(self.embed(x).flatten(2).transpose(1, 2))
+
+    model = Tokens().eval()
+    images = torch.rand(1, 3, 8, 8)
+    with ActivationCapture(model, ["mlp"]) as capture:
+        acts = capture.run(images, image=images)
+    assert acts.channels_first("mlp").shape == (1, 7, 4)  # 7 features over 4 tokens
