@@ -284,3 +284,21 @@ def test_a_layer_used_only_in_training_is_explained() -> None:
 
     with pytest.raises(LayerNotReachedError, match=r"featvis runs the model in eval mode: .* `if self.training`"):
         featvis.render_vis(Branchy().eval(), "extra:0", size=8, steps=2, progress=False)
+
+
+def test_running_out_of_memory_is_reported_as_that_not_as_a_size_problem() -> None:
+    class Hungry(nn.Module):  # fails as a CPU allocator does when an input is too large for memory
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv, self.tries = nn.Conv2d(3, 4, 3), 0
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            self.tries += 1
+            if x.shape[0] * x.shape[-1] * x.shape[-2] > 100:
+                raise RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory")
+            return self.conv(x)
+
+    model = Hungry().eval()
+    with pytest.raises(MemoryError, match=r"ran out of memory on 4 image\(s\) of 3x16x16 .* Render fewer images"):
+        featvis.render_vis(model, "conv:0", param.image(16, batch=4), steps=2, progress=False)
+    assert model.tries == 1  # no larger images were tried

@@ -32,7 +32,7 @@ from .models import first_convolution, resolve_preprocess
 from .objectives import Objective
 from .state import rendering_state
 
-__all__ = ["check_value", "explain_forward_failure", "layer_width", "prepare_capture"]
+__all__ = ["check_value", "explain_forward_failure", "layer_width", "out_of_memory", "prepare_capture"]
 
 #: a forward pass: ``(capture, probe)`` -> activations, where ``probe`` (or ``None``: the run's own
 #: images) is an image batch to try instead
@@ -126,6 +126,14 @@ def explain_forward_failure(
     """
     if isinstance(error, LayerNotReachedError):  # says what is wrong already; larger images would not help
         return
+    if out_of_memory(error):  # not a size problem: probing larger images would make it worse
+        count, *size = image_shape
+        raise MemoryError(
+            f"the model's forward pass ran out of memory on {count} image(s) of {'x'.join(map(str, size))} "
+            f"({type(error).__name__}: {str(error).strip().splitlines()[0][:200]}). Render fewer images at a time "
+            "(a smaller batch in featvis.param.image, or render_channels(..., batch_size=...); "
+            "featvis.auto_batch_size says how many fit) or smaller ones (size=...)"
+        ) from error
     _explain_other_input_ranks(model, image_shape, error)
     channels, (height, width) = image_shape[1], image_shape[-2:]
     first = first_convolution(model)
@@ -165,6 +173,21 @@ def explain_forward_failure(
         f"{type(error).__name__}: {str(error).strip().splitlines()[0]}. The smallest size that works is "
         f"{smallest} (height x width); render at that size or larger (size=... or featvis.param.image(...))"
     ) from error
+
+
+def out_of_memory(error: BaseException) -> bool:
+    """Whether ``error`` is the allocator running out of memory (CUDA's, or a CPU's "can't allocate").
+
+    Example:
+        >>> out_of_memory(RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 8 GB"))
+        True
+        >>> out_of_memory(RuntimeError("Given groups=1, weight of size [4, 3, 3, 3]"))
+        False
+    """
+    if isinstance(error, (torch.OutOfMemoryError, MemoryError)):
+        return True
+    text = str(error)
+    return "out of memory" in text.lower() or "can't allocate memory" in text or "Cannot allocate memory" in text
 
 
 #: the first layers that say a model takes 1-d signals or 3-d volumes, and what it takes
