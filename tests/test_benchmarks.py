@@ -218,3 +218,31 @@ def test_imagenet_benchmark_runs_end_to_end(imagenet: ModuleType, capsys: pytest
     out = capsys.readouterr().out
     assert "| featvis | " in out and "| photographs | " in out and "early (_blocks.2)" in out
     assert "featvis: judge's mean prob >= 0.95 by 128 steps" in out
+
+
+def test_figure_stacks_rows_with_the_first_rows_captions_only() -> None:
+    spec = importlib.util.spec_from_file_location("featvis_figure_script", ROOT / "benchmarks" / "figure.py")
+    assert spec is not None and spec.loader is not None
+    figure = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(figure)
+    import featvis
+
+    names = ["a", "b", "c", "d"]
+    red = featvis.RenderResult(
+        torch.zeros(4, 3, 16, 16).index_fill_(1, torch.tensor([0]), 1.0), {}, torch.zeros(1), "", 1
+    )
+    blue = featvis.RenderResult(
+        torch.zeros(4, 3, 16, 16).index_fill_(1, torch.tensor([2]), 1.0), {}, torch.zeros(1), "", 1
+    )
+    grids = [red.grid(nrow=4, labels=names, scale=1), blue.grid(nrow=4, labels=names, scale=1)]
+    made = figure.figure([("red", grids[0]), ("blue", grids[1])], width=200, tiles=4, columns=slice(1, 3))
+    pixels = np.asarray(made)
+    label = round(200 * figure.LABEL_SHARE)
+    caption = figure.caption_height(grids[0], 4)
+    assert caption > 0 and made.width == 200
+    # two tiles of each row, scaled to the width: the first row keeps its caption strip, the second has none
+    scale = (200 - label) / (2 * 18 + 2)
+    assert made.height == round(grids[0].height * scale) + round((grids[1].height - caption) * scale)
+    middle = pixels[round(10 * scale), label + round(10 * scale)]
+    assert middle[0] > 200 and middle[2] < 50  # red on top
+    assert pixels[-round(8 * scale), label + round(10 * scale)][2] > 200  # blue below
