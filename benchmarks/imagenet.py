@@ -431,15 +431,15 @@ FEATVIS_CONFIGS: dict[str, Callable[[nn.Module, int, int], dict[str, Any]]] = {
         "param": featvis.param.image(size, batch=batch),
         "transforms": featvis.transforms.standard(blur=(0.0, 2.0)),
     },
-    # crops down to a third of the image, the same at every step
+    # crops down to a third of the image
     "crops-third": lambda model, size, batch: {
         "param": featvis.param.image(size, batch=batch),
-        "transforms": featvis.transforms.crops(size=(0.35, 1.0), final_size=None),
+        "transforms": featvis.transforms.crops(size=(0.35, 1.0)),
     },
-    # the previous large-image defaults: crops of half the image to all of it, the same at every step
-    "fixed-crops": lambda model, size, batch: {
+    # crops that widen from a quarter of the image to all of it by step 128 (tried as the default)
+    "widening": lambda model, size, batch: {
         "param": featvis.param.image(size, batch=batch),
-        "transforms": featvis.transforms.crops(size=(0.5, 1.0), final_size=None),
+        "transforms": featvis.transforms.crops(size=(0.25, 1.0), final_size=(1.0, 1.0)),
     },
 }
 

@@ -739,8 +739,10 @@ def test_render_vis_tells_the_transforms_each_step_from_one() -> None:
     assert set(seen[:-5]) <= {1}  # a probe before the first step sees step 1
 
 
-def test_the_large_image_defaults_widen_their_crops_to_the_whole_image() -> None:
-    crop = T.for_size(224)[1]
+def test_widening_crops_reach_the_whole_image_and_the_defaults_do_not_change() -> None:
+    crop = T.crops(size=(0.25, 1.0), final_size=(1.0, 1.0))[1]
     assert isinstance(crop, T.RandomCrop)
     assert crop.size_at(1) == (0.25, 1.0) and crop.size_at(128) == crop.size_at(1000) == (1.0, 1.0)
     assert crop.size_at(64)[0] == pytest.approx(0.25 + 0.75 * 63 / 127)
+    default = T.for_size(224)[1]
+    assert default.size_at(1) == default.size_at(500) == (0.5, 1.0)

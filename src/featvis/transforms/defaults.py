@@ -52,33 +52,32 @@ def as_transform(transforms: TransformSpec, size: Size | None = None) -> Callabl
 
 
 def crops(
-    size: tuple[float, float] = (0.25, 1.0),
+    size: tuple[float, float] = (0.5, 1.0),
     degrees: float = 10.0,
     fill: Fill = 0.5,
     blur: float | tuple[float, float] = (0.0, 2.0),
-    final_size: tuple[float, float] | None = (1.0, 1.0),
+    final_size: tuple[float, float] | None = None,
     final_step: int = 128,
 ) -> Compose:
-    """The default transforms for large images: a slight random blur, then a random crop of each
-    image that starts small and widens to the whole image over the first ``final_step`` steps.
+    """The default transforms for large images: a slight random blur, then a random crop of each image.
 
     Each step, each image is blurred (sigma drawn from ``blur``, in pixels) and then seen through
-    a random crop whose side is a fraction of the image's, enlarged back to the image's size and
-    turned by up to ``degrees`` (:class:`RandomCrop`). The fraction is drawn from ``size`` at
-    step 1, from ``final_size`` from step ``final_step`` on, and from a range in between on the
-    steps between (``final_size=None`` keeps ``size`` throughout). Optimised through crops down
-    to a quarter of the image, the early steps lay out whole objects at several sizes, in a
-    scene, rather than one texture over the frame (faccent's box crops do the same, with 16
-    crops per step; here one per image per step, so a step costs one forward pass); the late
-    steps, seeing the whole image, make it read as one picture. The blur before the crop keeps
-    the picture's meaning when it is blurred or halved. Measured at 224x224 in
-    docs/benchmarks.md.
+    a random crop whose side is a fraction in ``size`` of the image's, enlarged back to the
+    image's size and turned by up to ``degrees`` (:class:`RandomCrop`). Optimised through crops
+    down to half the image, a picture holds whole objects at several scales, in a scene,
+    rather than one texture over the frame (faccent's box crops do the same, with 16 crops per
+    step; here one per image per step, so a step costs one forward pass). The blur before the
+    crop keeps the picture's meaning when it is blurred or halved. With ``final_size``, the
+    range moves from ``size`` at step 1 to ``final_size`` at step ``final_step`` (crops that
+    widen to the whole image: ``crops(size=(0.25, 1.0), final_size=(1.0, 1.0))``; measured, not
+    better than the default, in docs/benchmarks.md). Measured at 224x224 in docs/benchmarks.md.
 
     Example:
         >>> import torch
         >>> crops()(torch.rand(2, 3, 64, 64)).shape
         torch.Size([2, 3, 64, 64])
-        >>> crops()[1].size_at(1), crops()[1].size_at(128)
+        >>> widening = crops(size=(0.25, 1.0), final_size=(1.0, 1.0))
+        >>> widening[1].size_at(1), widening[1].size_at(128)
         ((0.25, 1.0), (1.0, 1.0))
     """
     crop = RandomCrop(size=size, degrees=degrees, fill=fill, final_size=final_size, final_step=final_step)
