@@ -12,9 +12,9 @@ of the image's smaller side), so that the defaults suit a 32x32 model as well as
 224x224 one.
 
 Some transforms change over a run: a step-aware transform has a ``set_step(step)`` method, which
-``render_vis`` calls through :func:`set_step` before each step (steps counted from 1); the default
-crops for large images start small and widen to the whole image (:class:`RandomCrop`'s
-``final_size``). A transform of your own may do the same.
+``render_vis`` calls through :func:`set_step` before each step (steps counted from 1): crops that
+widen over a run (:class:`RandomCrop`'s ``final_size``) use it, and a transform of your own may
+do the same.
 
 The package is split by concern; everything here is importable from ``featvis.transforms``:
 

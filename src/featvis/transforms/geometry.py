@@ -273,8 +273,9 @@ class RandomCrop(RandomAffine):
     With ``final_size``, the range changes over a run: it is ``size`` at step 1 and moves in a
     straight line to ``final_size`` at step ``final_step``, and stays there. ``render_vis`` tells
     the crop the step (:func:`featvis.transforms.set_step`); until it is told, the crop uses
-    ``size``. Widening small crops to the whole image makes the early steps lay out objects at
-    several sizes and the late ones make the whole frame read as one picture.
+    ``size``. Crops that widen to the whole image are meant to let the early steps lay out objects
+    at several sizes and the late ones make the whole frame read as one picture (measured at
+    224x224 in docs/benchmarks.md: no better than fixed crops).
 
     Args:
         size: ``(low, high)`` range of the crop's side, as a fraction of the image's (``high`` at most 1).
