@@ -190,8 +190,8 @@ def optimize(
         parameters: the tensors the steps change. With them, a non-finite loss (looked for every
             :data:`FINITE_CHECK_EVERY` steps, at snapshots and at the end) stops the run with a
             warning and puts back the last parameters whose loss was finite (those of the step
-            before the first non-finite loss: a copy is kept after every step until the next
-            check); without, no check.
+            before the first non-finite loss, kept on the device after every step); without, no
+            check.
         progress: show a progress bar.
         description: the objective, for the progress bar and the warnings.
         stop: a :class:`StopCriterion` that may end the run early.
@@ -213,25 +213,29 @@ def optimize(
     history = torch.full((steps,), float("nan"), device=device)
     outcome = LoopOutcome(history[:0])
     done = 0
-    # the fallback on a non-finite loss: the parameters after each step since the last check (the loss
-    # history[u] is that of the parameters after u steps), so that the last finite ones can come back
+    # the fallback on a non-finite loss: the last parameters whose loss, and every loss before it, was
+    # finite (history[u] is the loss of the parameters after u steps), kept on the device after every
+    # step without reading the loss (which would wait for the device); looked at every few steps
     checked = 0
-    after: dict[int, list[Tensor]] = {}
+    last_finite = _copies(parameters)
+    all_finite = torch.ones((), dtype=torch.bool, device=device)
     bar = progress_bar(steps, description, progress)
     try:
         for number in range(1, steps + 1):
-            if parameters:
-                after[number - 1] = _copies(parameters)
+            before = _copies(parameters) if parameters else None
             check = bool(parameters) and (number in chosen or number % FINITE_CHECK_EVERY == 0 or number == steps)
             loss = step(number)
             history[number - 1] = loss.detach()
             done = number
             bar.update(1)
+            if before is not None:
+                all_finite = all_finite & torch.isfinite(history[number - 1])
+                last_finite = [torch.where(all_finite, new, old) for new, old in zip(before, last_finite)]
             if check:
                 bad = first_non_finite(history, checked, number)
                 if bad is not None:
                     kept = max(bad - 1, 0)  # the parameters after this many steps gave the last finite loss
-                    _restore(parameters, after[kept])
+                    _restore(parameters, last_finite)
                     warnings.warn(
                         f"the objective {description} became non-finite ({history[bad].item()}) at step "
                         f"{bad + 1}; stopped, and returned the images of step {kept}, the "
@@ -242,7 +246,7 @@ def optimize(
                     done = kept
                     outcome.snapshots = {k: v for k, v in outcome.snapshots.items() if k <= done}
                     break
-                checked, after = number, {number - 1: after[number - 1]}
+                checked = number
             if number in chosen:
                 outcome.snapshots[number] = images().detach().float().cpu()
                 bar.set_postfix(loss=f"{history[number - 1].item():.4g}")
