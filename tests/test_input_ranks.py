@@ -80,3 +80,11 @@ def test_token_sequences_of_an_image_model_stay_tokens() -> None:
     with ActivationCapture(model, ["mlp"]) as capture:
         acts = capture.run(images, image=images)
     assert acts.channels_first("mlp").shape == (1, 7, 4)  # 7 features over 4 tokens
+
+
+def test_a_1d_model_with_1d_signals_of_the_wrong_width_gets_the_usual_message() -> None:
+    model = audio_model()  # takes 2 channels
+    with pytest.raises(ValueError) as raised:
+        featvis.render_vis(model, "3:0", Signal(1, 3, 32), transforms=[], steps=2, progress=False)
+    assert "first convolution is a Conv1d" not in str(raised.value)
+    assert "in_channels" in str(raised.value) or "channels" in str(raised.value)

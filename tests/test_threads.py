@@ -134,3 +134,17 @@ def test_threads_rendering_separate_copies_each_get_their_picture() -> None:
         t.join()
     assert sorted(results) == [2, 5]
     assert all(p.requires_grad for p in model.parameters())
+
+
+def test_the_probe_runs_under_no_grad_and_inference_mode(two_threads: None) -> None:
+    model = nn.Sequential(nn.Conv2d(3, 2, 3), nn.ReLU()).eval()
+    threads._slowdown_once.cache_clear()
+    try:
+        for mode in (torch.no_grad, torch.inference_mode):
+            threads._slowdown_once.cache_clear()
+            with warnings.catch_warnings(), mode():
+                warnings.simplefilter("ignore", threads.SlowThreadsWarning)  # the machine may be busy
+                result = featvis.render_vis(model, "1:0", size=8, steps=2, progress=False)
+            assert result.images.shape == (1, 3, 8, 8)
+    finally:
+        threads._slowdown_once.cache_clear()

@@ -746,3 +746,18 @@ def test_widening_crops_reach_the_whole_image_and_the_defaults_do_not_change() -
     assert crop.size_at(64)[0] == pytest.approx(0.25 + 0.75 * 63 / 127)
     default = T.for_size(224)[1]
     assert default.size_at(1) == default.size_at(500) == (0.5, 1.0)
+
+
+def test_a_compiled_widening_crop_is_compiled_once() -> None:
+    crop = T.RandomCrop(size=(0.25, 1.0), final_size=(1.0, 1.0), final_step=8)
+    images = torch.rand(2, 3, 16, 16)
+    torch._dynamo.reset()
+    compiled = torch.compile(crop.sample_matrices, backend="eager")
+    sides = []
+    with torch._dynamo.config.patch(error_on_recompile=True):  # a step's range is read, not compiled in
+        for step in (1, 4, 8):
+            T.set_step(crop, step)
+            sides.append(compiled(images)[:, 0, 0])
+    torch._dynamo.reset()
+    assert bool((sides[0] >= 0.25).all()) and bool((sides[2] == 1.0).all())
+    assert 0.25 + 0.75 * 3 / 7 <= float(sides[1].min())

@@ -68,8 +68,8 @@ _NAMES = {
 #: the public modules
 _MODULES = {
     "animation", "batching", "dataset", "dataset_examples", "dream", "gallery", "gradients", "grid", "hooks",
-    "loop", "models", "objectives", "optim", "param", "probe", "receptive", "result", "sizes", "state", "step",
-    "threads", "transforms",
+    "loop", "models", "objectives", "optim", "param", "probe", "receptive", "render", "result", "sizes", "state",
+    "step", "threads", "transforms",
 }  # fmt: skip
 
 

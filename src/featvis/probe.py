@@ -28,7 +28,7 @@ import torch
 from torch import Tensor, nn
 
 from .hooks import ActivationCapture, LayerNotReachedError, LayerRef, MissingLayer, model_device_dtype
-from .models import first_convolution, resolve_preprocess
+from .models import resolve_preprocess
 from .objectives import Objective
 from .state import rendering_state
 
@@ -135,15 +135,19 @@ def explain_forward_failure(
             "featvis.auto_batch_size says how many fit) or smaller ones (size=...)"
         ) from error
     _explain_other_input_ranks(model, image_shape, error)
-    channels, (height, width) = image_shape[1], image_shape[-2:]
-    first = first_convolution(model)
+    channels = image_shape[1]
+    first = next(((n, m) for n, m in model.named_modules() if isinstance(m, _CONVOLUTIONS)), None)
     if first is not None and first[1].in_channels != channels:
         name, conv = first
         raise ValueError(
-            f"the model expects {conv.in_channels}-channel images (its first convolution {name!r} has "
+            f"the model expects {conv.in_channels}-channel {'images' if len(image_shape) == 4 else 'inputs'} "
+            f"(its first convolution {name!r} has "
             f"in_channels={conv.in_channels}) but the image has {channels}; make the image with "
             f"featvis.param.image(..., channels={conv.in_channels}), or leave param out and featvis picks it"
         ) from error
+    if len(image_shape) != 4:  # the size search below is for images
+        return
+    height, width = image_shape[-2:]
 
     def works(h: int, w: int) -> bool:
         probe = torch.full((1, channels, h, w), 0.5)
@@ -190,6 +194,9 @@ def out_of_memory(error: BaseException) -> bool:
     return "out of memory" in text.lower() or "can't allocate memory" in text or "Cannot allocate memory" in text
 
 
+#: the convolutions whose in_channels say how many channels a model's input has
+_CONVOLUTIONS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
+
 #: the first layers that say a model takes 1-d signals or 3-d volumes, and what it takes
 _OTHER_RANKS = {
     nn.Conv1d: "1-d signals (N, C, L): audio, time series",
@@ -203,7 +210,7 @@ def _explain_other_input_ranks(model: nn.Module, image_shape: tuple[int, ...], e
     """A ValueError when the model's first convolution is not a 2-d one and the images do not fit it."""
     first = next((m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, *_OTHER_RANKS))), None)
     takes = _OTHER_RANKS.get(type(first)) if first is not None else None
-    if takes is None:
+    if takes is None or len(image_shape) == (3 if "1-d" in takes else 5):  # the right rank: another cause
         return
     raise ValueError(
         f"this model's first convolution is a {type(first).__name__}: it takes {takes}, and featvis made "

@@ -116,6 +116,10 @@ class RenderResult:
             266
         """
         shown = self.images if images is None else images
+        if shown.ndim != 4:
+            raise ValueError(
+                f"a grid shows images (N, C, H, W); these are {tuple(shown.shape)}: use .images or .numpy()"
+            )
         if scale is None:
             scale = readable_scale(*shown.shape[-2:])
         options = GridOptions(nrow=nrow, padding=padding, labels=labels, scale=scale)

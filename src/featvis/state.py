@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import operator
+import re
 import threading
 import warnings
 import weakref
@@ -139,7 +140,7 @@ def check_seed(seed: object, name: str = "seed") -> int | None:
         return None
     if isinstance(seed, bool) or not hasattr(type(seed), "__index__"):
         hint = ""
-        if isinstance(seed, str) and seed.strip().lstrip("-").isdigit():
+        if isinstance(seed, str) and re.fullmatch(r"\s*-?[0-9]+\s*", seed):
             hint = f"; write {name}={int(seed)}"
         elif isinstance(seed, float) and seed.is_integer():
             hint = f"; write {name}={int(seed)}"

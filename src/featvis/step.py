@@ -238,7 +238,7 @@ class GradientStep:
         return closure
 
     def __call__(self, step: int) -> Tensor:
-        set_step(self.loss.transform, step)  # transforms that change over a run (the default crops)
+        set_step(self.loss.transform, step)  # transforms that change over a run (crops with final_size)
         loss = self.optimizer.step(self._closure(step))
         if self.schedule is not None:
             self.schedule.step()

@@ -5,13 +5,12 @@ every operation wait for threads that do not get a core: runs were measured 17 t
 than with one thread. :func:`check_threads` times a short probe (a small convolution, forward and
 backward) with torch's thread count and with one thread, once per process, and warns with a
 :class:`SlowThreadsWarning` saying what to do when the threads are far slower. ``render_vis`` calls
-it before a run on a CPU; it costs a few milliseconds, and nothing with one thread.
+it before a run on a CPU (``render_channels`` through it); it costs a few milliseconds, and nothing
+with one thread.
 
 Example:
     >>> import torch
-    >>> torch.get_num_threads()  # the tests run torch on one thread: nothing to check
-    1
-    >>> check_threads(torch.device("cpu")) is None
+    >>> check_threads(torch.device("cuda")) is None  # only CPU threads are checked
     True
 """
 
@@ -53,18 +52,25 @@ def probe_seconds(threads: int, repeats: int = 5) -> float:
     """
     before = torch.get_num_threads()
     generator = torch.Generator().manual_seed(0)
-    images = torch.rand(1, 16, 48, 48, generator=generator, requires_grad=True)
-    weight = torch.rand(16, 16, 3, 3, generator=generator)
-    best = float("inf")
+    with torch.inference_mode(False):
+        images = torch.rand(1, 16, 48, 48, generator=generator).requires_grad_()
+        weight = torch.rand(16, 16, 3, 3, generator=generator)
     try:
         torch.set_num_threads(threads)
-        for repeat in range(repeats + 1):  # the first run warms up and is not counted
-            started = time.perf_counter()
-            F.conv2d(images, weight, padding=1).square().sum().backward()
-            if repeat:
-                best = min(best, time.perf_counter() - started)
+        with torch.inference_mode(False), torch.enable_grad():  # also when called under no_grad
+            best = _timed(images, weight, repeats)
     finally:
         torch.set_num_threads(before)
+    return best
+
+
+def _timed(images: torch.Tensor, weight: torch.Tensor, repeats: int) -> float:
+    best = float("inf")
+    for repeat in range(repeats + 1):  # the first run warms up and is not counted
+        started = time.perf_counter()
+        F.conv2d(images, weight, padding=1).square().sum().backward()
+        if repeat:
+            best = min(best, time.perf_counter() - started)
     return best
 
 

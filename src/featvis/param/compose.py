@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import contextlib
 import inspect
-import operator
 from collections.abc import Iterator, Sequence
 from typing import Literal
 
 import torch
 from torch import Tensor, nn
 
+from ..state import check_seed
 from .basis import check_size
 from .color import ColorDecorrelation, OutputKind, make_decorrelation
 from .interpolation import DEFAULT_SHARED, InterpolationImage
@@ -58,13 +58,12 @@ _ACCEPTED = (
 def _start_drawn_with(seed: int | None) -> Iterator[None]:
     """Draw the start values inside from a CPU generator seeded with ``seed`` (``None``: torch's global
     state, as it is); the caller's CPU random state comes back after, and no GPU's is touched."""
+    seed = check_seed(seed)
     if seed is None:
         yield
         return
-    if isinstance(seed, bool) or not hasattr(type(seed), "__index__"):
-        raise TypeError(f"seed must be a whole number or None, got {seed!r} (a {type(seed).__name__})")
     with torch.random.fork_rng(devices=[]):
-        torch.random.default_generator.manual_seed(operator.index(seed) % 2**64)
+        torch.random.default_generator.manual_seed(seed % 2**64)
         yield
 
 

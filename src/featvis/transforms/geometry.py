@@ -318,6 +318,9 @@ class RandomCrop(RandomAffine):
         self.final_size = None if final_size is None else (float(final_size[0]), float(final_size[1]))
         self.final_step = final_step
         self.step = 1
+        # the range now, as (low, high - low) in a tensor that set_step changes in place: a compiled
+        # transform reads it as an input, where a Python number would be compiled in, step by step
+        self.register_buffer("current", torch.tensor([self.size[0], self.size[1] - self.size[0]]), persistent=False)
 
     def set_step(self, step: int) -> None:
         """Use the range of ``step`` (from 1) from now on; ``render_vis`` calls it before each step.
@@ -329,6 +332,10 @@ class RandomCrop(RandomAffine):
             1.0
         """
         self.step = step
+        if self.final_size is not None:
+            low, high = self.size_at(step)
+            with torch.no_grad():
+                self.current.copy_(torch.tensor([low, high - low]))
 
     def size_at(self, step: int) -> tuple[float, float]:
         """The ``(low, high)`` range of the crop's side at ``step`` (from 1).
@@ -352,9 +359,13 @@ class RandomCrop(RandomAffine):
             ([0.5, 0.5, 0.5], True)
         """
         n, _, height, width = images.shape
-        low, high = self.size_at(getattr(self, "step", 1))  # (a crop saved before steps existed has none)
         draws = torch.rand(n, 4, device=images.device)
-        side = draws[:, 0] * (high - low) + low  # the crop's side, as a fraction of the image's
+        if getattr(self, "final_size", None) is None:  # (a crop saved before schedules existed has none)
+            low, high = self.size
+            side = draws[:, 0] * (high - low) + low  # the crop's side, as a fraction of the image's
+        else:
+            low_span = self.current.to(draws.device)
+            side = torch.addcmul(low_span[0], draws[:, 0], low_span[1])
         # the crop's centre, in the grid's [-1, 1] units, anywhere that keeps the crop inside
         x_shift, y_shift = (draws[:, 1:3] * 2 - 1).mul(1 - side[:, None]).unbind(1)
         angle = (draws[:, 3] * 2 - 1) * math.radians(self.degrees)
