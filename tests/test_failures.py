@@ -302,3 +302,24 @@ def test_running_out_of_memory_is_reported_as_that_not_as_a_size_problem() -> No
     with pytest.raises(MemoryError, match=r"ran out of memory on 4 image\(s\) of 3x16x16 .* Render fewer images"):
         featvis.render_vis(model, "conv:0", param.image(16, batch=4), steps=2, progress=False)
     assert model.tries == 1  # no larger images were tried
+
+
+def test_a_run_that_cannot_fit_in_memory_is_refused_before_its_first_step(monkeypatch: pytest.MonkeyPatch) -> None:
+    from featvis import batching
+
+    model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Conv2d(8, 8, 3)).eval()
+    monkeypatch.setattr(batching, "free_memory", lambda device: 3_000_000)  # 3 MB free
+    steps: list[int] = []
+    with pytest.raises(
+        MemoryError,
+        match=r"this run needs about .* MB \(32 images of 3x48x48, up to layer '2'\), .* a batch of \d+ fits",
+    ):
+        featvis.render_vis(
+            model, "2:0", param.image(48, batch=32), steps=4, progress=False, stop=lambda n, _: steps.append(n)
+        )
+    assert steps == []  # not a single step
+    measured: list[object] = []
+    monkeypatch.setattr(batching, "free_memory", lambda device: 24 << 30)
+    monkeypatch.setattr(batching, "saved_bytes", lambda *args: measured.append(args) or 0)
+    featvis.render_vis(model, "2:0", param.image(48, batch=4), steps=2, progress=False)
+    assert measured == []  # a small run is not measured

@@ -11,7 +11,7 @@ Example:
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -22,7 +22,14 @@ from .models import default_input_channels, default_input_size, resolve_preproce
 from .sizes import Size, size_pair
 from .state import rendering_state
 
-__all__ = ["ACCELERATOR_BATCH_LIMIT", "CPU_BATCH_LIMIT", "auto_batch_size"]
+__all__ = [
+    "ACCELERATOR_BATCH_LIMIT",
+    "CPU_BATCH_LIMIT",
+    "auto_batch_size",
+    "check_memory",
+    "free_memory",
+    "saved_bytes",
+]
 
 #: auto_batch_size's ceiling on a CPU, where larger batches no longer speed up each image
 CPU_BATCH_LIMIT = 16
@@ -31,12 +38,21 @@ ACCELERATOR_BATCH_LIMIT = 512
 #: what one image costs, as a multiple of the activations the forward pass saves for the backward
 #: pass (gradients as large as the activations, transient outputs, the image, Adam's state)
 MEMORY_PER_SAVED_BYTE = 3.0
+#: check_memory measures a run only when its images, times this, could be more than half the free
+#: memory (a generous bound on what a network's activations cost per byte of image)
+ROUGH_BYTES_PER_IMAGE_BYTE = 1000
 
 
 def saved_bytes(
-    model: nn.Module, layer: LayerSpec, batch: int, channels: int, size: tuple[int, int], prepare: Any
+    model: nn.Module,
+    layer: LayerSpec | Sequence[LayerSpec],
+    batch: int,
+    channels: int,
+    size: tuple[int, int],
+    prepare: Any,
 ) -> int:
-    """Bytes of the distinct tensors one forward pass of ``batch`` grey images saves for backward.
+    """Bytes of the distinct tensors one forward pass of ``batch`` grey images, up to ``layer`` (or
+    the deepest of several), saves for backward.
 
     Example:
         >>> from torch import nn
@@ -55,7 +71,7 @@ def saved_bytes(
     image = torch.full((batch, channels, *size), 0.5, device=device, requires_grad=True)
     with (
         torch.enable_grad(),
-        ActivationCapture(model, [layer]) as capture,
+        ActivationCapture(model, list(layer) if isinstance(layer, (list, tuple)) else [layer]) as capture,
         torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor),
     ):
         capture.run(prepare(image).to(dtype))
@@ -128,3 +144,57 @@ def auto_batch_size(
     available = free_memory(device) if memory is None else memory
     limit = CPU_BATCH_LIMIT if device.type == "cpu" else ACCELERATOR_BATCH_LIMIT
     return max(1, min(limit, int(available / 2 // per_image)))
+
+
+def check_memory(
+    model: nn.Module,
+    layers: Sequence[LayerSpec],
+    image_shape: tuple[int, ...],
+    prepare: Callable[[Tensor], Tensor],
+    memory: int | None = None,
+) -> float | None:
+    """Before a run, raise a ``MemoryError`` when its estimated peak memory does not fit in ``memory``
+    (default: what is free on the model's device), saying how many images would fit.
+
+    The estimate is :data:`MEMORY_PER_SAVED_BYTE` times what forward passes of one and of two images
+    up to ``layers`` save for the backward pass (:func:`saved_bytes`), grown to the batch. Runs whose
+    images are small beside the free memory (less than half of it at
+    :data:`ROUGH_BYTES_PER_IMAGE_BYTE` times their own bytes) are not measured: ``None``. Otherwise
+    returns the estimate in bytes.
+
+    Example:
+        >>> from torch import nn
+        >>> model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU()).eval()
+        >>> check_memory(model, ["1"], (2, 3, 16, 16), lambda images: images) is None  # small: not measured
+        True
+        >>> try:
+        ...     check_memory(model, ["1"], (64, 3, 64, 64), lambda images: images, memory=2_000_000)
+        ... except MemoryError as error:
+        ...     print(str(error).split(": ")[1].split(".")[0])
+        a batch of 3 fits
+    """
+    if not layers or len(image_shape) != 4:
+        return None
+    device = model_device_dtype(model)[0]
+    available = free_memory(device) if memory is None else memory
+    batch, channels, height, width = image_shape
+    if batch * channels * height * width * 4 * ROUGH_BYTES_PER_IMAGE_BYTE < available / 2:
+        return None
+    with rendering_state(model, warn=False):
+        one, two = (saved_bytes(model, list(layers), n, channels, (height, width), prepare) for n in (1, 2))
+    per_image = MEMORY_PER_SAVED_BYTE * max(two - one, 1)
+    needed = MEMORY_PER_SAVED_BYTE * one + per_image * (batch - 1)
+    if needed > available:
+        fits = max(0, int((available - MEMORY_PER_SAVED_BYTE * one) // per_image) + 1)
+        where = ", ".join(repr(str(layer)) for layer in layers)
+        raise MemoryError(
+            f"this run needs about {_amount(needed)} ({batch} images of {channels}x{height}x{width}, up to "
+            f"layer {where}), and {_amount(available)} is free: a batch of {fits} fits. Render fewer images "
+            f"at a time (a smaller batch in featvis.param.image, or render_channels(..., batch_size={max(fits, 1)})) "
+            "or smaller ones"
+        )
+    return needed
+
+
+def _amount(count: float) -> str:
+    return f"{count / 2**30:.2f} GB" if count >= 2**30 else f"{count / 2**20:.1f} MB"

@@ -28,7 +28,7 @@ import torch
 from torch import Tensor, nn
 
 from . import param as param_module
-from .batching import auto_batch_size
+from .batching import auto_batch_size, check_memory
 from .hooks import LayerRef, LayerSpec, model_device_dtype, resolve_layer
 from .loop import StopCriterion, check_steps, optimize
 from .models import default_input_channels, default_input_size, resolve_preprocess
@@ -246,6 +246,9 @@ def render_vis(
         parameters = [p for p in image_param.parameters() if p.requires_grad]
         if not parameters:
             raise ValueError("the parameterisation has no parameters that require gradients")
+        with torch.no_grad():
+            shape = tuple(image_param().shape)
+        check_memory(model, list(objective.layers or ()), shape, prepare)  # measured only for large runs
         if any(p.is_inference() for p in parameters):
             raise ValueError(
                 "the parameterisation was made inside torch.inference_mode(), whose tensors can never be "
