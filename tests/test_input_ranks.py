@@ -88,3 +88,31 @@ def test_a_1d_model_with_1d_signals_of_the_wrong_width_gets_the_usual_message() 
         featvis.render_vis(model, "3:0", Signal(1, 3, 32), transforms=[], steps=2, progress=False)
     assert "first convolution is a Conv1d" not in str(raised.value)
     assert "in_channels" in str(raised.value) or "channels" in str(raised.value)
+
+
+def test_a_neuron_of_a_vit_is_at_the_centre_patch_not_the_middle_token() -> None:
+    class PatchTokens(nn.Module):  # a class token and a 4x4 grid of patches: 17 tokens, as a ViT's
+        def __init__(self) -> None:
+            super().__init__()
+            self.embed = nn.Conv2d(3, 6, 4, stride=4)
+            self.cls = nn.Parameter(torch.zeros(1, 1, 6))
+            self.block = nn.Linear(6, 6)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            patches = self.embed(x).flatten(2).transpose(1, 2)
+            return self.block(torch.cat([self.cls.expand(len(x), -1, -1), patches], dim=1))
+
+    model = PatchTokens().eval()
+    images = torch.rand(1, 3, 16, 16)
+    with ActivationCapture(model, ["block"]) as capture:
+        acts = capture.run(images, image=images)
+    tokens = acts["block"]  # (1, 17, 6)
+    # the centre of the 4x4 grid is row 2, column 2: token 1 + 2 * 4 + 2 = 11 (not 17 // 2 = 8)
+    assert torch.equal(O.neuron("block", 3)(acts), tokens[:, 11, 3].mean())
+    assert torch.equal(O.neuron("block", 3, x=8)(acts), tokens[:, 8, 3].mean())
+    # a 1-d model's signals keep the middle position
+    signals_model = audio_model()
+    signals = torch.rand(1, 2, 17)
+    with ActivationCapture(signals_model, ["1"]) as capture:
+        signal_acts = capture.run(signals, image=signals)
+    assert torch.equal(O.neuron("1", 2)(signal_acts), signal_acts["1"][:, 2, 17 // 2].mean())

@@ -433,8 +433,9 @@ def test_vit_b_16_mlp_neuron_stops_after_the_first_encoder_layer(model_state: ty
         model.encoder.layers.encoder_layer_1.register_forward_hook(lambda *args: fired.append("layer 1")),
         model.heads.register_forward_hook(lambda *args: fired.append("heads")),
     ]
-    # token 98 of 197, feature 5 of 768, on the (N, T, D) output of the first MLP
-    result = featvis.render_vis(model, O.neuron(layer, 5), steps=2, seed=0, progress=False)
+    # token 98 of 197, feature 5 of 768, on the (N, T, D) output of the first MLP (by default a neuron is
+    # at the centre patch, token 1 + 7 * 14 + 7 = 106, after the class token)
+    result = featvis.render_vis(model, O.neuron(layer, 5, x=98), steps=2, seed=0, progress=False)
     for handle in handles:
         handle.remove()
     assert fired == []

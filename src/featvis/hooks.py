@@ -175,12 +175,27 @@ class Activations:
             torch.Size([1, 4, 8])
         """
         ref = LayerRef.parse(layer)
-        tensor = self[ref]
-        if tensor.ndim != 3 or str(ref) == INPUT:
-            return channels_first(tensor, ref)
+        return channels_first(self[ref], ref, tokens=self.tokens(ref))
+
+    def tokens(self, layer: LayerSpec) -> bool:
+        """Whether the layer's output is ``(N, tokens, C)`` token sequences (a 3-d output of an image
+        model, not of a 1-d layer: see :meth:`channels_first`).
+
+        Example:
+            >>> import torch
+            >>> from torch import nn
+            >>> model = nn.Sequential(nn.Linear(4, 6))
+            >>> images = torch.zeros(1, 3, 4, 4)
+            >>> with ActivationCapture(model, ["0"]) as capture:
+            ...     acts = capture.run(torch.zeros(1, 5, 4), image=images)  # 5 tokens of 4 features
+            >>> acts.tokens("0")
+            True
+        """
+        ref = LayerRef.parse(layer)
+        if str(ref) == INPUT or self[ref].ndim != 3:
+            return False
         module = self._resolved[ref][1] if ref in self._resolved else None
-        signals = (self.image is not None and self.image.ndim == 3) or isinstance(module, SIGNAL_LAYERS)
-        return channels_first(tensor, ref, tokens=not signals)
+        return not ((self.image is not None and self.image.ndim == 3) or isinstance(module, SIGNAL_LAYERS))
 
     def units(self, layer: LayerSpec, batch: int | None = None, channel: int | None = None) -> Tensor:
         """A layer's activations read channels-first, with featvis's checks and messages.

@@ -35,7 +35,7 @@ Example:
 from .batch import alignment, channel_interpolate, diversity
 from .core import Objective, ObjectiveFunction, ObjectiveLike, as_objective, channel, wrap_objective
 from .penalties import blur, l1, l2, total_variation
-from .units import class_logit, class_prob, direction, direction_neuron, layer, neuron
+from .units import class_logit, class_prob, direction, direction_neuron, layer, neuron, token_centre
 
 __all__ = [
     "Objective",
@@ -55,6 +55,7 @@ __all__ = [
     "l2",
     "layer",
     "neuron",
+    "token_centre",
     "total_variation",
     "wrap_objective",
 ]

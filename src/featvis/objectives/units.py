@@ -7,6 +7,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -15,7 +16,16 @@ from torch import Tensor
 from ..hooks import Activations, LayerRef, LayerSpec, check_index, layer_label, pick_batch
 from .core import ObjectiveFunction, channel, wrap_objective
 
-__all__ = ["channel", "class_logit", "class_prob", "direction", "direction_neuron", "layer", "neuron"]
+__all__ = [
+    "channel",
+    "class_logit",
+    "class_prob",
+    "direction",
+    "direction_neuron",
+    "layer",
+    "neuron",
+    "token_centre",
+]
 
 
 def _logits(acts: Activations, ref: LayerRef, batch: int | None, index: int) -> Tensor:
@@ -29,9 +39,26 @@ def _logits(acts: Activations, ref: LayerRef, batch: int | None, index: int) -> 
     return logits
 
 
-def _at_position(units: Tensor, x: int | None, y: int | None, ref: LayerRef) -> Tensor:
+def token_centre(count: int) -> int:
+    """The centre token of ``count`` tokens: of a square grid of patches, after a class token when
+    ``count`` is 1 + k * k (a ViT's), or of the grid alone when it is k * k; else ``count // 2``.
+
+    Example:
+        >>> token_centre(17), token_centre(197), token_centre(16), token_centre(10)
+        (11, 106, 10, 5)
+    """
+    for first in (1, 0):
+        side = math.isqrt(count - first)
+        if side >= 2 and side * side == count - first:
+            return first + (side // 2) * side + side // 2
+    return count // 2
+
+
+def _at_position(units: Tensor, x: int | None, y: int | None, ref: LayerRef, tokens: bool = False) -> Tensor:
     """``(N, C, *positions)`` activations at one position (the centre by default): ``(N, C)``."""
     positions = units.shape[2:]
+    if tokens and x is None:
+        x = token_centre(positions[0])
     coordinates = {2: [("y", y), ("x", x)], 1: [("x", x)]}.get(len(positions), [])
     index = []
     for (name, given), size in zip(coordinates, positions):
@@ -65,7 +92,9 @@ def neuron(
     """One neuron: a channel's activation at one position (the centre by default).
 
     For ``(N, C, H, W)`` activations the position is ``(y, x)``; for token
-    sequences ``(N, T, C)`` it is token ``x``; ``(N, C)`` activations have none.
+    sequences ``(N, T, C)`` it is token ``x`` (by default the centre patch of a ViT's grid, after
+    its class token: :func:`token_centre`); for ``(N, C, L)`` signals position ``x``;
+    ``(N, C)`` activations have none.
 
     Example:
         >>> print(neuron("layer2", 4, x=3, y=5))
@@ -75,7 +104,7 @@ def neuron(
     def value(acts: Activations) -> Tensor:
         units = acts.units(layer, batch)
         check_index(units, channel, layer)
-        return _at_position(units, x, y, layer)[:, channel].mean()
+        return _at_position(units, x, y, layer, tokens=acts.tokens(layer))[:, channel].mean()
 
     return value
 
@@ -169,6 +198,7 @@ def direction_neuron(
     vec = _as_vector(vector)
 
     def value(acts: Activations) -> Tensor:
-        return _dot_cosine(_at_position(acts.units(layer, batch), x, y, layer), vec, cossim_pow, layer).mean()
+        units = _at_position(acts.units(layer, batch), x, y, layer, tokens=acts.tokens(layer))
+        return _dot_cosine(units, vec, cossim_pow, layer).mean()
 
     return value
