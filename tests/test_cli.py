@@ -91,6 +91,16 @@ def tiny(tmp_path: Path) -> str:
     return str(path)
 
 
+def offline(monkeypatch: pytest.MonkeyPatch, hub: Path, error: str = "Network is unreachable") -> None:
+    """Downloads fail as they do without a network, and torch.hub's folder is ``hub``."""
+
+    def unreachable(*args: object, **kwargs: object) -> None:
+        raise OSError(error)
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", unreachable)
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(hub))
+
+
 def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
     code = main([str(a) for a in args])
     out, err = capsys.readouterr()
@@ -357,11 +367,7 @@ def test_the_mismatch_message_names_what_differs(
 def test_a_failed_download_is_a_runtime_error_that_says_what_to_do(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def offline(*args: object, **kwargs: object) -> None:
-        raise OSError("Network is unreachable")
-
-    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
-    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    offline(monkeypatch, tmp_path / "hub")
     code, _, err = run(capsys, "layers", "cifar10-resnet20")
     assert code == 1 and err.count("\n") == 1
     assert err.startswith("featvis: error: could not download the weights resnet20-12fca82f.th")
@@ -448,11 +454,7 @@ def test_errors_give_the_command_lines_advice(capsys: pytest.CaptureFixture[str]
 def test_torchvision_weights_offline_is_one_line_without_torchs_download_line(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def offline(*args: object, **kwargs: object) -> None:
-        raise OSError("Network is unreachable")
-
-    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
-    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    offline(monkeypatch, tmp_path / "hub")
     code, _, err = run(capsys, "layers", "torchvision:resnet18", "--weights", "DEFAULT")
     assert code == 1 and err.count("\n") == 1, err
     assert "Downloading" not in err
@@ -482,11 +484,7 @@ def test_the_error_examples_in_the_docs_are_what_the_command_prints(
     (tmp_path / "model.py").write_text(TINY_MODEL)
     torch.save(Tiny_state_dict(), tmp_path / "mnist.pt")
 
-    def offline(*args: object, **kwargs: object) -> None:  # as it is without a network
-        raise OSError("<urlopen error [Errno -2] Name or service not known>")
-
-    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
-    monkeypatch.setattr(torch.hub, "get_dir", lambda: "/root/.cache/torch/hub")
+    offline(monkeypatch, Path("/root/.cache/torch/hub"), "<urlopen error [Errno -2] Name or service not known>")
     for command, expected in pairs:
         arguments = shlex.split(command.split("#")[0].replace("../shared/models/cifar10", str(shared_weights)))[1:]
         _, _, err = run(capsys, *arguments)

@@ -136,7 +136,7 @@ def explain_forward_failure(
         ) from error
     _explain_other_input_ranks(model, image_shape, error)
     channels = image_shape[1]
-    first = next(((n, m) for n, m in model.named_modules() if isinstance(m, _CONVOLUTIONS)), None)
+    first = _first_convolution(model)
     if first is not None and first[1].in_channels != channels:
         name, conv = first
         raise ValueError(
@@ -197,23 +197,27 @@ def out_of_memory(error: BaseException) -> bool:
 #: the convolutions whose in_channels say how many channels a model's input has
 _CONVOLUTIONS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
 
-#: the first layers that say a model takes 1-d signals or 3-d volumes, and what it takes
-_OTHER_RANKS = {
-    nn.Conv1d: "1-d signals (N, C, L): audio, time series",
-    nn.ConvTranspose1d: "1-d signals (N, C, L): audio, time series",
-    nn.Conv3d: "3-d volumes (N, C, T, H, W): video, medical scans",
-    nn.ConvTranspose3d: "3-d volumes (N, C, T, H, W): video, medical scans",
-}
+_SIGNALS = (3, "1-d signals (N, C, L): audio, time series")
+_VOLUMES = (5, "3-d volumes (N, C, T, H, W): video, medical scans")
+#: the first layers that say a model takes 1-d signals or 3-d volumes: the rank of its input, and what it is
+_OTHER_RANKS = {nn.Conv1d: _SIGNALS, nn.ConvTranspose1d: _SIGNALS, nn.Conv3d: _VOLUMES, nn.ConvTranspose3d: _VOLUMES}
+
+
+def _first_convolution(model: nn.Module) -> tuple[str, nn.Module] | None:
+    """The first convolution of any rank in ``named_modules()`` order, with its name."""
+    return next(((name, m) for name, m in model.named_modules() if isinstance(m, _CONVOLUTIONS)), None)
 
 
 def _explain_other_input_ranks(model: nn.Module, image_shape: tuple[int, ...], error: Exception) -> None:
     """A ValueError when the model's first convolution is not a 2-d one and the images do not fit it."""
-    first = next((m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, *_OTHER_RANKS))), None)
-    takes = _OTHER_RANKS.get(type(first)) if first is not None else None
-    if takes is None or len(image_shape) == (3 if "1-d" in takes else 5):  # the right rank: another cause
+    first = _first_convolution(model)
+    if first is None or type(first[1]) not in _OTHER_RANKS:
+        return
+    rank, takes = _OTHER_RANKS[type(first[1])]
+    if len(image_shape) == rank:  # the right rank: another cause
         return
     raise ValueError(
-        f"this model's first convolution is a {type(first).__name__}: it takes {takes}, and featvis made "
+        f"this model's first convolution is a {type(first[1]).__name__}: it takes {takes}, and featvis made "
         f"images {tuple(image_shape)} (N, C, H, W). featvis's parameterisations and transforms make and move "
         "2-d images; for other inputs pass param= a module whose forward() returns tensors of the model's input "
         "shape, and transforms=[] (or your own); objectives read (N, C, L) and (N, C, T, H, W) activations "

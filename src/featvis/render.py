@@ -238,17 +238,16 @@ def render_vis(
         denormals_flushed(device),
     ):
         image_param = _make_param(param, model, size).to(device)
+        with torch.no_grad():  # the start images: their size, and what the run changed in them
+            start = image_param().detach()
         if transform is None:  # the defaults depend on the image's size
-            with torch.no_grad():
-                transform = as_transform(None, size=tuple(image_param().shape[-2:]))
+            transform = as_transform(None, size=tuple(start.shape[-2:]))
         if isinstance(transform, nn.Module):
             transform = transform.to(device)
         parameters = [p for p in image_param.parameters() if p.requires_grad]
         if not parameters:
             raise ValueError("the parameterisation has no parameters that require gradients")
-        with torch.no_grad():
-            shape = tuple(image_param().shape)
-        check_memory(model, list(objective.layers or ()), shape, prepare)  # measured only for large runs
+        check_memory(model, list(objective.layers or ()), tuple(start.shape), prepare)  # only large runs
         if any(p.is_inference() for p in parameters):
             raise ValueError(
                 "the parameterisation was made inside torch.inference_mode(), whose tensors can never be "
@@ -273,7 +272,6 @@ def render_vis(
             redirected_relu=redirected_relu,
             gradient_noise=gradient_noise,
         )
-        start = step.current_images()
         with loss:
             outcome = optimize(
                 step,

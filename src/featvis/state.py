@@ -165,7 +165,8 @@ def seeded(seed: int | None, device: torch.device, mix: bool = True) -> Iterator
 
     ``mix=True`` (a run) seeds with :func:`run_seed`; ``mix=False`` (a starting image drawn
     before a run) with ``seed`` itself, as ``torch.manual_seed(seed)`` would, so that the run's
-    draws do not replay the image's. ``seed=None`` changes nothing.
+    draws do not replay the image's. It seeds the CPU's generator and, on a GPU, that GPU's: the
+    ones it gives back; other GPUs' are left alone. ``seed=None`` changes nothing.
 
     Example:
         >>> with seeded(0, torch.device("cpu"), mix=False):
@@ -178,9 +179,13 @@ def seeded(seed: int | None, device: torch.device, mix: bool = True) -> Iterator
         yield
         return
     devices = [device.index or 0] if device.type == "cuda" else []
+    value = run_seed(seed) if mix else operator.index(seed) % 2**64  # torch takes 64 bits
     with torch.random.fork_rng(devices=devices):
-        # any whole number: torch takes 64 bits, and a seed's low 64 bits are what torch would use anyway
-        torch.manual_seed(run_seed(seed) if mix else operator.index(seed) % 2**64)
+        # only the generators whose states come back after: the CPU's, and the run's GPU's
+        torch.random.default_generator.manual_seed(value)
+        if devices:
+            with torch.cuda.device(devices[0]):
+                torch.cuda.manual_seed(value)
         yield
 
 

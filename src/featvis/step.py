@@ -36,7 +36,7 @@ from .gradients import normalize_gradients, redirected_relu
 from .hooks import ActivationCapture, model_device_dtype
 from .objectives import ObjectiveLike, as_objective
 from .probe import prepare_capture
-from .transforms import set_step
+from .transforms import set_step, step_setters
 
 __all__ = ["GradientStep", "ObjectiveLoss"]
 
@@ -210,6 +210,8 @@ class GradientStep:
         self.gradient_noise = gradient_noise
         self.parameters = [p for group in optimizer.param_groups for p in group["params"]]
         self.gradient_free = bool(getattr(optimizer, "gradient_free", False))
+        # found once, called every step
+        self.step_setters = step_setters(loss.transform)
 
     def _closure(self, step: int) -> Callable[[], Tensor]:
         if self.gradient_free:
@@ -238,7 +240,8 @@ class GradientStep:
         return closure
 
     def __call__(self, step: int) -> Tensor:
-        set_step(self.loss.transform, step)  # transforms that change over a run (crops with final_size)
+        for tell in self.step_setters:  # transforms that change over a run (crops with final_size)
+            tell(step)
         loss = self.optimizer.step(self._closure(step))
         if self.schedule is not None:
             self.schedule.step()

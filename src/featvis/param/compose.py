@@ -20,7 +20,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from ..state import check_seed
+from ..state import check_seed, seeded
 from .basis import check_size
 from .color import ColorDecorrelation, OutputKind, make_decorrelation
 from .interpolation import DEFAULT_SHARED, InterpolationImage
@@ -56,14 +56,9 @@ _ACCEPTED = (
 
 @contextlib.contextmanager
 def _start_drawn_with(seed: int | None) -> Iterator[None]:
-    """Draw the start values inside from a CPU generator seeded with ``seed`` (``None``: torch's global
-    state, as it is); the caller's CPU random state comes back after, and no GPU's is touched."""
-    seed = check_seed(seed)
-    if seed is None:
-        yield
-        return
-    with torch.random.fork_rng(devices=[]):
-        torch.random.default_generator.manual_seed(seed % 2**64)
+    """Draw the start values inside from the CPU's generator seeded with ``seed`` (``None``: torch's
+    global state, as it is); the caller's random state comes back after."""
+    with seeded(check_seed(seed), torch.device("cpu"), mix=False):
         yield
 
 

@@ -21,7 +21,8 @@ The package is split by concern; everything here is importable from ``featvis.tr
 - ``featvis.transforms.geometry``: :class:`Pad`, :class:`RandomAffine` and its kinds
   (:class:`RandomCrop`, :class:`Jitter`, :class:`RandomScale`, :class:`RandomRotate`);
 - ``featvis.transforms.filters``: :class:`RandomBlur`, :class:`Normalize`;
-- ``featvis.transforms.compose``: :class:`Compose`, :class:`Lambda`, :func:`set_step`;
+- ``featvis.transforms.compose``: :class:`Compose`, :class:`Lambda`, :func:`set_step` (and
+  :func:`step_setters`);
 - ``featvis.transforms.defaults``: :func:`standard`, :func:`crops`, :func:`for_size`,
   :func:`as_transform`.
 
@@ -35,7 +36,7 @@ Example:
 
 from __future__ import annotations
 
-from .compose import Compose, Lambda, set_step
+from .compose import Compose, Lambda, set_step, step_setters
 from .defaults import TransformSpec, as_transform, crops, for_size, standard
 from .filters import IMAGENET_MEAN, IMAGENET_STD, Normalize, RandomBlur
 from .geometry import Amount as Amount
@@ -61,4 +62,5 @@ __all__ = [
     "for_size",
     "set_step",
     "standard",
+    "step_setters",
 ]

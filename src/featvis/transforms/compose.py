@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 from torch import Tensor, nn
 
-__all__ = ["Compose", "Lambda", "set_step"]
+__all__ = ["Compose", "Lambda", "set_step", "step_setters"]
 
 
 class Lambda(nn.Module):
@@ -78,8 +78,19 @@ def set_step(transform: Callable[[Tensor], Tensor], step: int) -> None:
     """
     if isinstance(step, bool) or not isinstance(step, int) or step < 1:
         raise ValueError(f"step must be a whole number from 1, got {step!r}")
+    for tell in step_setters(transform):
+        tell(step)
+
+
+def step_setters(transform: Callable[[Tensor], Tensor]) -> list[Callable[[int], None]]:
+    """The ``set_step`` methods of ``transform`` and the modules inside it: what :func:`set_step`
+    calls. A loop may find them once and call them every step.
+
+    Example:
+        >>> from featvis.transforms import RandomBlur, RandomCrop
+        >>> len(step_setters(Compose(RandomBlur(1.0), RandomCrop(final_size=(1.0, 1.0)))))
+        1
+    """
     parts = transform.modules() if isinstance(transform, nn.Module) else (transform,)
-    for part in parts:
-        method = getattr(part, "set_step", None)
-        if callable(method):
-            method(step)
+    methods = (getattr(part, "set_step", None) for part in parts)
+    return [method for method in methods if callable(method)]
