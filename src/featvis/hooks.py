@@ -175,7 +175,8 @@ class Activations:
             torch.Size([1, 4, 8])
         """
         ref = LayerRef.parse(layer)
-        return channels_first(self[ref], ref, tokens=self.tokens(ref))
+        tensor = self[ref]
+        return channels_first(tensor, ref, tokens=self._holds_tokens(ref, tensor))
 
     def tokens(self, layer: LayerSpec) -> bool:
         """Whether the layer's output is ``(N, tokens, C)`` token sequences (a 3-d output of an image
@@ -192,7 +193,10 @@ class Activations:
             True
         """
         ref = LayerRef.parse(layer)
-        if str(ref) == INPUT or self[ref].ndim != 3:
+        return self._holds_tokens(ref, self[ref])
+
+    def _holds_tokens(self, ref: LayerRef, tensor: Tensor) -> bool:
+        if str(ref) == INPUT or tensor.ndim != 3:
             return False
         module = self._resolved[ref][1] if ref in self._resolved else None
         return not ((self.image is not None and self.image.ndim == 3) or isinstance(module, SIGNAL_LAYERS))
