@@ -51,7 +51,7 @@ def fixed_rand(monkeypatch, value):
     """Make torch.rand return ``value``: 1.0 gives the largest positive shift and angle and the largest zoom,
     0.0 the largest negative shift and angle and the smallest zoom."""
 
-    def rand(*size, **kwargs):
+    def rand(*size, generator=None, **kwargs):
         return torch.full(size, float(value), **kwargs)
 
     monkeypatch.setattr(torch, "rand", rand)

@@ -40,13 +40,14 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from . import objectives as objectives_module
+from .generators import generator, run_random
 from .hooks import ActivationCapture, model_device_dtype
 from .loop import optimize
 from .models import default_input_channels, first_convolution, resolve_preprocess
 from .objectives import Objective, ObjectiveLike, as_objective
 from .probe import prepare_capture
 from .result import RenderResult
-from .state import check_seed, denormals_flushed, rendering_state, seeded
+from .state import check_seed, denormals_flushed, rendering_state
 
 if TYPE_CHECKING:
     from PIL.Image import Image as PILImage
@@ -247,8 +248,9 @@ def _random_shift(height: int, width: int, tile_size: int | None) -> tuple[int, 
     """A random roll along each axis that is cut into several tiles (none along the others)."""
     if tile_size is None:
         return 0, 0
-    shift_y = int(torch.randint(height, ())) if height > tile_size else 0
-    shift_x = int(torch.randint(width, ())) if width > tile_size else 0
+    cpu = generator("cpu")
+    shift_y = int(torch.randint(height, (), generator=cpu)) if height > tile_size else 0
+    shift_x = int(torch.randint(width, (), generator=cpu)) if width > tile_size else 0
     return shift_y, shift_x
 
 
@@ -440,7 +442,7 @@ def deepdream(
 
     with (
         rendering_state(model),
-        seeded(seed, device),
+        run_random(seed, device),
         denormals_flushed(device),
         torch.inference_mode(False),
         torch.enable_grad(),

@@ -35,6 +35,8 @@ from typing import Any, Literal, Union
 import torch
 from torch import Tensor, nn
 
+from .generators import RandomState, generator
+
 __all__ = [
     "DEFAULT_LR",
     "DEFAULT_LR_HOLD",
@@ -125,23 +127,6 @@ FitnessShaping = Literal["rank", "standardise"]
 def _check_positive(name: str, value: float, what: str) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
         raise ValueError(f"{name} must be a positive number ({what}), got {value!r}")
-
-
-def _rng_states(devices: Iterable[torch.device]) -> list[tuple[torch.device, Tensor]]:
-    """The states of torch's default generators: the CPU's and each CUDA device's among ``devices``."""
-    states = [(torch.device("cpu"), torch.get_rng_state())]
-    for device in dict.fromkeys(devices):
-        if device.type == "cuda":
-            states.append((device, torch.cuda.get_rng_state(device)))
-    return states
-
-
-def _set_rng_states(states: list[tuple[torch.device, Tensor]]) -> None:
-    for device, state in states:
-        if device.type == "cpu":
-            torch.set_rng_state(state)
-        else:
-            torch.cuda.set_rng_state(state, device)
 
 
 @contextlib.contextmanager
@@ -324,15 +309,18 @@ class EvolutionStrategy(torch.optim.Optimizer):
             raise ValueError("EvolutionStrategy has no parameters to optimise")
         centres = [p.detach().clone() for p in parameters]
         directions = self.population // 2 if self.antithetic else self.population
-        noise = [torch.randn((directions, *p.shape), device=p.device, dtype=p.dtype) for p in parameters]
-        states = _rng_states(p.device for p in parameters) if self.common_random_numbers else None
+        noise = [
+            torch.randn((directions, *p.shape), device=p.device, dtype=p.dtype, generator=generator(p.device))
+            for p in parameters
+        ]
+        states = RandomState(p.device for p in parameters) if self.common_random_numbers else None
 
         losses = []
         for member in range(self.population):
             index, sign = (member // 2, 1.0 - 2.0 * (member % 2)) if self.antithetic else (member, 1.0)
             offsets = [sign * sigma * e[index] for sigma, e in zip(sigmas, noise)]
             if states is not None:
-                _set_rng_states(states)
+                states.restore()
             with _perturbed(parameters, centres, offsets):
                 loss = closure()
             losses.append(self._as_loss(loss))

@@ -29,6 +29,7 @@ from torch import Tensor, nn
 
 from . import param as param_module
 from .batching import auto_batch_size, check_memory
+from .generators import run_random
 from .hooks import LayerRef, LayerSpec, model_device_dtype, resolve_layer
 from .loop import StopCriterion, check_steps, optimize
 from .models import default_input_channels, default_input_size, resolve_preprocess
@@ -70,10 +71,12 @@ def _check_run_options(redirected_relu: int, autocast: torch.dtype | None) -> No
         raise ValueError(f"autocast must be torch.bfloat16, torch.float16 or None, got {autocast!r}")
 
 
-def _make_param(param: nn.Module | None, model: nn.Module, size: Size | None) -> nn.Module:
+def _make_param(param: nn.Module | None, model: nn.Module, size: Size | None, seed: int | None) -> nn.Module:
+    """``param``, or the default one for ``size``; with ``seed``, a random start nobody chose or changed
+    is drawn again from it (see :meth:`featvis.param.Image.draw_start`), so that ``seed`` fixes the run."""
     if param is None:
         height, width = size_pair(size if size is not None else default_input_size(model))
-        return param_module.image(width, height, channels=default_input_channels(model))
+        return param_module.image(width, height, channels=default_input_channels(model), seed=seed)
     if not isinstance(param, nn.Module):
         raise TypeError(
             f"param must be a torch.nn.Module returning images (e.g. featvis.param.image(224)), "
@@ -81,6 +84,8 @@ def _make_param(param: nn.Module | None, model: nn.Module, size: Size | None) ->
         )
     if size is not None:
         raise ValueError("give either param or size, not both: the parameterisation fixes the size")
+    if seed is not None and isinstance(param, param_module.Image) and param.random_start_untouched():
+        param.draw_start(seed)
     return param
 
 
@@ -166,12 +171,14 @@ def render_vis(
         preprocess: what turns [0, 1] images into the model's input. ``None``
             uses the model's own normalisation when featvis knows it (featvis's
             models, torchvision's ImageNet models), else none; ``False`` none.
-        seed: a whole number that seeds torch's generators for this run (the caller's
-            random state is restored afterwards), so that a CPU run repeats exactly. A
-            ``param`` you pass drew its start when you made it: give it the seed too
-            (``param.image(224, batch=4, seed=0)``), or leave ``param`` out and give
-            ``size``. The run's generators get ``seed`` mixed, so its random transforms
-            never replay the numbers that drew your starting image.
+        seed: a whole number that fixes the whole run, so that it repeats exactly on a CPU,
+            in any thread: the run draws from generators of its own seeded from it
+            (:mod:`featvis.generators`), and torch's global generators are seeded too for
+            the run (the caller's states are given back after). The start image too: the
+            default ``param``, and a ``featvis.param.Image`` you pass whose random start you
+            neither seeded nor changed, start from ``param.image(..., seed=seed)``'s start
+            (:meth:`~featvis.param.Image.draw_start`); one made with ``seed=``, given a start
+            image (``init=``, ``set_image``) or already optimised is kept as it is.
         progress: show a tqdm progress bar (a widget in notebooks).
         size: image size ``H`` or ``(H, W)`` when ``param`` is not given
             (default: the model's usual input size, or 224).
@@ -233,11 +240,11 @@ def render_vis(
         rendering_state(model),
         torch.inference_mode(False),
         torch.enable_grad(),
-        seeded(seed, device),
+        run_random(seed, device),
         memory_format(model, layout),
         denormals_flushed(device),
     ):
-        image_param = _make_param(param, model, size).to(device)
+        image_param = _make_param(param, model, size, seed).to(device)
         with torch.no_grad():  # the start images: their size, and what the run changed in them
             start = image_param().detach()
         if transform is None:  # the defaults depend on the image's size
@@ -362,12 +369,13 @@ def render_channels(
             chunk = units[start : start + batch_size]
             chunk_seed = None if seed is None else seed + chunk_index
             objective = Objective.sum(make_unit(ref, u, i) for i, u in enumerate(chunk))
-            with seeded(chunk_seed, device, mix=False):  # the start image; the run mixes its seed
-                chunk_param = (
-                    param(len(chunk))
-                    if param
-                    else param_module.image(width, height, batch=len(chunk), channels=image_channels)
+            if param is None:
+                chunk_param = param_module.image(
+                    width, height, batch=len(chunk), channels=image_channels, seed=chunk_seed
                 )
+            else:  # your param() draws from torch's global generator, seeded with chunk_seed here
+                with seeded(chunk_seed, device, mix=False):
+                    chunk_param = param(len(chunk))
             result = render_vis(model, objective, chunk_param, seed=chunk_seed, **render_kwargs)
             result.units = chunk
             results.append(result)

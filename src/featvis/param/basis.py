@@ -13,11 +13,13 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Protocol, runtime_checkable
 
+import torch
 from torch import Tensor
 
-__all__ = ["Basis", "check_size"]
+__all__ = ["Basis", "check_size", "draw_normal"]
 
 
 @runtime_checkable
@@ -30,7 +32,11 @@ class Basis(Protocol):
     the output function of :class:`~featvis.param.Image` come after it). To start from an image
     (``init=``, :meth:`~featvis.param.Image.set_image`) it may also have a method
     ``set_raw(raw)`` that sets its parameters so that ``forward()`` returns ``raw`` (or the
-    nearest it can); without it, starting from an image raises a ``TypeError``.
+    nearest it can); without it, starting from an image raises a ``TypeError``. To have its
+    random start drawn from a seed (``render_vis(..., seed=)`` and
+    :meth:`~featvis.param.Image.draw_start`) it may have a method
+    ``reset_parameters(generator=None)`` that draws its start anew from ``generator``, as
+    torch's own layers have; every built-in basis has one.
 
     A basis *class* given to :func:`~featvis.param.image` (``image(32, basis=MyBasis)``) is
     called as ``cls(batch, channels, height, width, **options)``: the four sizes positionally,
@@ -88,3 +94,20 @@ def check_size(batch: int, channels: int, height: int, width: int) -> None:
     for name, value in (("batch", batch), ("channels", channels), ("height", height), ("width", width)):
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
+@torch.no_grad()
+def draw_normal(parameters: Iterable[Tensor], sd: float, generator: torch.Generator | None = None) -> None:
+    """Fill each of ``parameters`` in turn with normal noise of standard deviation ``sd``, drawn on the
+    CPU from ``generator`` (``None``: torch's global one), so that a seed gives the same start on every
+    device. The bases' ``reset_parameters`` use it.
+
+    Example:
+        >>> import torch
+        >>> t = torch.zeros(2, 3)
+        >>> draw_normal([t], 0.5, torch.Generator().manual_seed(0))
+        >>> torch.equal(t, torch.randn(2, 3, generator=torch.Generator().manual_seed(0)) * 0.5)
+        True
+    """
+    for parameter in parameters:
+        parameter.copy_(torch.randn(parameter.shape, generator=generator) * sd)

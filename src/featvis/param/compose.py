@@ -67,6 +67,10 @@ class Image(nn.Module):
 
     Calling it returns images of shape ``(N, C, H, W)`` with values in [0, 1].
 
+    Its random start: :attr:`start_seed` is the seed it was drawn from (``None`` when drawn from
+    torch's global generator); :meth:`draw_start` draws it anew from a seed, and ``render_vis(...,
+    seed=)`` does that for a start nobody chose (:meth:`random_start_untouched`).
+
     Args:
         basis: a :class:`PixelImage`, :class:`FourierImage` or any module following the
             :class:`~featvis.param.Basis` protocol: a ``forward()`` returning an unbounded
@@ -98,6 +102,9 @@ class Image(nn.Module):
         if len(shape) != 4:
             raise ValueError(f"the basis must return (N, C, H, W) images, got shape {shape}")
         self.shape: tuple[int, int, int, int] = shape  # type: ignore[assignment]
+        #: the seed the random start was drawn from; None: torch's global generator, or an image chosen
+        self.start_seed: int | None = None
+        self._drawn = self._fingerprint()  # None once a start is chosen: set, or looked at
         if decorrelation is not None and decorrelation.channels != shape[1]:
             raise ValueError(
                 f"the colour decorrelation works on {decorrelation.channels} channels but the image has {shape[1]}"
@@ -123,6 +130,61 @@ class Image(nn.Module):
         """Image width in pixels."""
         return self.shape[3]
 
+    @torch.no_grad()
+    def _fingerprint(self) -> tuple[float, ...]:
+        """Three sums of each basis parameter's values: they change when any value changes."""
+        sums = []
+        for p in self.basis.parameters():
+            values = p.detach().double().flatten()
+            ramp = torch.linspace(1.0, 2.0, values.numel(), dtype=torch.float64, device=values.device)
+            sums.append(torch.stack([values.sum(), values.square().sum(), (values * ramp).sum()]))
+        return tuple(torch.cat(sums).tolist()) if sums else ()
+
+    def random_start_untouched(self) -> bool:
+        """Whether the start is random, drawn from torch's global generator (no ``seed=``), and nobody
+        has chosen it since: not set to an image, not looked at (called), not changed.
+        ``render_vis(..., seed=)`` then draws it anew from its seed. Only a basis with
+        ``reset_parameters(generator)`` (every built-in one) can be drawn anew.
+
+        Example:
+            >>> p = image(8)
+            >>> p.random_start_untouched(), image(8, seed=0).random_start_untouched()
+            (True, False)
+            >>> start = p()  # looked at: the run will start from it
+            >>> p.random_start_untouched()
+            False
+        """
+        return (
+            self.start_seed is None
+            and self._drawn is not None
+            and callable(getattr(self.basis, "reset_parameters", None))
+            and self._fingerprint() == self._drawn
+        )
+
+    def draw_start(self, seed: int) -> None:
+        """Draw the random start anew from a generator seeded with ``seed``, on the CPU whatever the
+        device: the start ``image(..., seed=seed)`` has. The basis must have a
+        ``reset_parameters(generator)`` method (every built-in one has).
+
+        Example:
+            >>> p = image(16)
+            >>> p.draw_start(3)
+            >>> p.start_seed, torch.equal(p(), image(16, seed=3)())
+            (3, True)
+        """
+        seed = check_seed(seed)
+        if seed is None:
+            raise TypeError("draw_start needs a seed (a whole number), got None")
+        reset = getattr(self.basis, "reset_parameters", None)
+        if not callable(reset):
+            raise TypeError(
+                f"{type(self.basis).__name__} has no reset_parameters(generator) method to draw its start "
+                "from a seed: give it one, or draw the start yourself under torch.manual_seed"
+            )
+        reset(torch.Generator().manual_seed(seed % 2**64))
+        self.start_seed = seed
+        self._drawn = self._fingerprint()
+
     def _mean(self, like: Tensor) -> Tensor:
         if self.decorrelation is not None:
             mean = self.decorrelation.mean
@@ -131,6 +193,7 @@ class Image(nn.Module):
         return mean.to(like)[None, :, None, None]
 
     def forward(self) -> Tensor:
+        self._drawn = None  # a start seen is a start chosen: render_vis keeps it
         raw = self.basis()
         colours = self.decorrelation(raw) if self.decorrelation is not None else raw
         if self.output == "sigmoid":
@@ -173,6 +236,7 @@ class Image(nn.Module):
         if set_raw is None:
             raise TypeError(f"{type(self.basis).__name__} has no set_raw(raw) method to start from an image")
         set_raw(raw)
+        self.start_seed, self._drawn = None, None  # a start chosen: render_vis keeps it
 
 
 def _options_taken(signature: inspect.Signature | None, options: dict[str, object]) -> dict[str, object]:
@@ -294,8 +358,22 @@ def image(
         >>> torch.equal(image(16, seed=3)(), image(16, seed=3)())  # the same start image
         True
     """
-    with _start_drawn_with(seed):
-        return _image(w, h, batch, channels, fft, decorrelate, decay, sd, output, init, basis)
+    with _start_drawn_with(seed):  # a basis class of yours draws from torch's global generator, seeded
+        made = _image(w, h, batch, channels, fft, decorrelate, decay, sd, output, basis)
+    return _start_from(made, seed, init)
+
+
+def _start_from(made: Image, seed: int | None, init: Tensor | None) -> Image:
+    """``made`` with its start drawn from ``seed`` (by its own generator, so that threads cannot
+    interleave the draws), then set to ``init`` when given."""
+    if seed is not None:
+        if callable(getattr(made.basis, "reset_parameters", None)):
+            made.draw_start(seed)
+        else:
+            made.start_seed = seed
+    if init is not None:
+        made.set_image(init)
+    return made
 
 
 def _image(
@@ -308,7 +386,6 @@ def _image(
     decay: float | None,
     sd: float,
     output: OutputKind,
-    init: Tensor | None,
     basis: BasisKind | type[nn.Module] | nn.Module | None,
 ) -> Image:
     h = w if h is None else h
@@ -341,19 +418,19 @@ def _image(
     decorrelation = None
     if decorrelate:
         decorrelation = ColorDecorrelation() if channels == 3 else ColorDecorrelation.identity(channels)
-    result = Image(chosen, decorrelation, output=output)
-    if init is not None:
-        result.set_image(init)
-    return result
+    return Image(chosen, decorrelation, output=output)
 
 
 # ---- factories for the other bases ----------------------------------------------------------
-def _finish(basis: nn.Module, decorrelate: bool | ColorDecorrelation, output: OutputKind, init: Tensor | None) -> Image:
+def _finish(
+    basis: nn.Module,
+    decorrelate: bool | ColorDecorrelation,
+    output: OutputKind,
+    init: Tensor | None,
+    seed: int | None,
+) -> Image:
     decorrelation = make_decorrelation(decorrelate, int(basis().shape[1]))
-    result = Image(basis, decorrelation, output=output)
-    if init is not None:
-        result.set_image(init)
-    return result
+    return _start_from(Image(basis, decorrelation, output=output), seed, init)
 
 
 def laplacian_pyramid(
@@ -384,7 +461,7 @@ def laplacian_pyramid(
     h = w if h is None else h
     with _start_drawn_with(seed):
         basis = LaplacianPyramidImage(batch, channels, h, w, levels=levels, decay=decay, sd=sd, mode=mode)
-    return _finish(basis, decorrelate, output, init)
+    return _finish(basis, decorrelate, output, init, seed)
 
 
 def lowres_image(
@@ -414,7 +491,7 @@ def lowres_image(
     h = w if h is None else h
     with _start_drawn_with(seed):
         basis = LowResImage(batch, channels, h, w, low=low, factor=factor, mode=mode, sd=sd)
-    return _finish(basis, decorrelate, output, init)
+    return _finish(basis, decorrelate, output, init, seed)
 
 
 def maco(
@@ -456,7 +533,7 @@ def maco(
         spectrum = power_law_amplitude(h, w, channels, decorrelate=not plain, output=output)
     with _start_drawn_with(seed):
         basis = MacoImage(batch, channels, h, w, spectrum, phase_scale=phase_scale)
-    return _finish(basis, decorrelate, output, init)
+    return _finish(basis, decorrelate, output, init, seed)
 
 
 def interpolation_image(
@@ -492,4 +569,4 @@ def interpolation_image(
         basis = InterpolationImage(
             frames, channels, h, w, shared=shared, decay=decay, sd=sd, mode=mode, shared_weight=shared_weight
         )
-    return _finish(basis, decorrelate, output, None)
+    return _finish(basis, decorrelate, output, None, seed)

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from .basis import check_size
+from .basis import check_size, draw_normal
 from .spatial import (
     DEFAULT_DECAY,
     FourierImage,
@@ -135,9 +135,9 @@ class InterpolationImage(nn.Module):
             parts.append((int(part[0]), int(part[1])))
         self.parts = parts
         sizes = [(math.ceil(height / factor), math.ceil(width / factor)) for _, factor in parts]
-        self.shared = nn.ParameterList(
-            nn.Parameter(torch.randn(k, channels, *s) * sd) for (k, _), s in zip(parts, sizes)
-        )
+        self.sd = float(sd)
+        self.shared = nn.ParameterList(nn.Parameter(torch.empty(k, channels, *s)) for (k, _), s in zip(parts, sizes))
+        draw_normal(self.shared, self.sd)
         weights = [frame_weights(k, frames) for k, _ in parts]
         for i, w in enumerate(weights):
             self.register_buffer(f"blend{i}", w.float(), persistent=False)
@@ -148,6 +148,20 @@ class InterpolationImage(nn.Module):
         )
         c = shared_weight * math.sqrt(target / variance) if variance > 0 and target > 0 else 1.0
         self.register_buffer("gains", torch.tensor([c * g for g in shape_gains]), persistent=False)
+
+    def reset_parameters(self, generator: torch.Generator | None = None) -> None:
+        """Draw the random start anew from ``generator`` (``None``: torch's global one): the unique
+        part's (when it has ``reset_parameters``), then the shared parts'.
+
+        Example:
+            >>> basis = InterpolationImage(3, 3, 16, 16)
+            >>> basis.reset_parameters(torch.Generator().manual_seed(0)); basis().shape
+            torch.Size([3, 3, 16, 16])
+        """
+        reset_unique = getattr(self.unique, "reset_parameters", None)
+        if callable(reset_unique):
+            reset_unique(generator)
+        draw_normal(self.shared, self.sd, generator)
 
     def forward(self) -> Tensor:
         total = self.unique()

@@ -228,8 +228,21 @@ class MacoImage(nn.Module):
         self.register_buffer("amplitude", amplitude.contiguous())
         self.register_buffer("mirror", mirror, persistent=False)
         self.register_buffer("edges", edges, persistent=False)
-        start = (torch.rand(batch, channels, *bins) * 2 - 1) * math.pi
-        self.phase = nn.Parameter(start / self.phase_scale)
+        self.phase = nn.Parameter(torch.empty(batch, channels, *bins))
+        self.reset_parameters()
+
+    @torch.no_grad()
+    def reset_parameters(self, generator: torch.Generator | None = None) -> None:
+        """Draw the random start phase anew (uniform in [-pi, pi]) from ``generator`` (``None``: torch's
+        global one), on the CPU.
+
+        Example:
+            >>> basis = MacoImage(1, 3, 8, 8)
+            >>> basis.reset_parameters(torch.Generator().manual_seed(0)); basis.phase.shape
+            torch.Size([1, 3, 8, 5])
+        """
+        start = (torch.rand(self.phase.shape, generator=generator) * 2 - 1) * math.pi
+        self.phase.copy_(start / self.phase_scale)
 
     def full_phase(self) -> Tensor:
         """The phase used: the parameter times ``phase_scale``, odd in the edge columns.

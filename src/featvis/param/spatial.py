@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..sizes import is_large
-from .basis import check_size
+from .basis import check_size, draw_normal
 
 __all__ = [
     "DEFAULT_DECAY",
@@ -77,7 +77,19 @@ class PixelImage(nn.Module):
     def __init__(self, batch: int, channels: int, height: int, width: int, sd: float = 0.01) -> None:
         super().__init__()
         check_size(batch, channels, height, width)
-        self.pixels = nn.Parameter(torch.randn(batch, channels, height, width) * sd)
+        self.sd = float(sd)
+        self.pixels = nn.Parameter(torch.empty(batch, channels, height, width))
+        self.reset_parameters()
+
+    def reset_parameters(self, generator: torch.Generator | None = None) -> None:
+        """Draw the random start anew from ``generator`` (``None``: torch's global one).
+
+        Example:
+            >>> basis = PixelImage(1, 3, 4, 4)
+            >>> basis.reset_parameters(torch.Generator().manual_seed(0)); basis.pixels.shape
+            torch.Size([1, 3, 4, 4])
+        """
+        draw_normal([self.pixels], self.sd, generator)
 
     def forward(self) -> Tensor:
         return self.pixels
@@ -153,7 +165,19 @@ class FourierImage(nn.Module):
         scale = longest / torch.clamp(freqs * longest, min=1.0) ** self.decay
         self.register_buffer("scale", scale, persistent=False)
         # real and imaginary parts, last dimension
-        self.spectrum = nn.Parameter(torch.randn(batch, channels, *freqs.shape, 2) * sd)
+        self.sd = float(sd)
+        self.spectrum = nn.Parameter(torch.empty(batch, channels, *freqs.shape, 2))
+        self.reset_parameters()
+
+    def reset_parameters(self, generator: torch.Generator | None = None) -> None:
+        """Draw the random start anew from ``generator`` (``None``: torch's global one).
+
+        Example:
+            >>> basis = FourierImage(1, 3, 8, 8)
+            >>> basis.reset_parameters(torch.Generator().manual_seed(0)); basis().shape
+            torch.Size([1, 3, 8, 8])
+        """
+        draw_normal([self.spectrum], self.sd, generator)
 
     def forward(self) -> Tensor:
         coefficients = torch.view_as_complex(self.spectrum) * self.scale
@@ -318,7 +342,19 @@ class LaplacianPyramidImage(nn.Module):
         )
         c = math.sqrt(fourier_start_variance(height, width, self.decay) / variance)
         self.register_buffer("gains", torch.tensor([c * g for g in shape_gains]), persistent=False)
-        self.tensors = nn.ParameterList(nn.Parameter(torch.randn(batch, channels, *s) * sd) for s in self.sizes)
+        self.sd = float(sd)
+        self.tensors = nn.ParameterList(nn.Parameter(torch.empty(batch, channels, *s)) for s in self.sizes)
+        self.reset_parameters()
+
+    def reset_parameters(self, generator: torch.Generator | None = None) -> None:
+        """Draw the random start anew from ``generator`` (``None``: torch's global one), finest level first.
+
+        Example:
+            >>> basis = LaplacianPyramidImage(1, 3, 8, 8)
+            >>> basis.reset_parameters(torch.Generator().manual_seed(0)); basis().shape
+            torch.Size([1, 3, 8, 8])
+        """
+        draw_normal(self.tensors, self.sd, generator)
 
     def forward(self) -> Tensor:
         size = (self.height, self.width)
@@ -410,7 +446,9 @@ class LowResImage(nn.Module):
                 f"got {low!r}"
             )
         self.height, self.width, self.mode = height, width, mode
-        self.low = nn.Parameter(torch.randn(batch, channels, *low_pair) * sd)
+        self.sd = float(sd)
+        self.low = nn.Parameter(torch.empty(batch, channels, *low_pair))
+        self.reset_parameters()
         variance = upsampled_noise_variance(low_pair, (height, width), mode)  # type: ignore[arg-type]
         self.gain = math.sqrt(fourier_start_variance(height, width, decay) / variance) if gain is None else float(gain)
         # least squares for set_raw: the upsampling is separable, so its pseudo-inverse is the
@@ -419,6 +457,16 @@ class LowResImage(nn.Module):
         columns = torch.linalg.pinv(_resize_matrix(low_pair[1], width, mode))
         self.register_buffer("row_solver", rows.float(), persistent=False)
         self.register_buffer("column_solver", columns.float(), persistent=False)
+
+    def reset_parameters(self, generator: torch.Generator | None = None) -> None:
+        """Draw the random start anew from ``generator`` (``None``: torch's global one).
+
+        Example:
+            >>> basis = LowResImage(1, 3, 16, 16)
+            >>> basis.reset_parameters(torch.Generator().manual_seed(0)); basis.low.shape
+            torch.Size([1, 3, 4, 4])
+        """
+        draw_normal([self.low], self.sd, generator)
 
     def forward(self) -> Tensor:
         return self.gain * upsample(self.low, (self.height, self.width), self.mode)

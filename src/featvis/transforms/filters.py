@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..generators import generator
+
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "Normalize", "RandomBlur"]
 
 #: Mean and standard deviation of ImageNet's RGB channels (torchvision's models).
@@ -79,7 +81,8 @@ class RandomBlur(nn.Module):
         n, c, h, w = images.shape
         if self.high == 0:
             return images
-        sigma = self.low + (self.high - self.low) * torch.rand(n, device=images.device, dtype=images.dtype)
+        draws = torch.rand(n, device=images.device, dtype=images.dtype, generator=generator(images.device))
+        sigma = self.low + (self.high - self.low) * draws
         offsets = torch.arange(-self.radius, self.radius + 1, device=images.device, dtype=images.dtype)
         weights = torch.exp(-0.5 * (offsets / sigma.clamp_min(1e-3)[:, None]) ** 2)
         weights = (weights / weights.sum(dim=1, keepdim=True)).repeat_interleave(c, dim=0)  # (n * c, taps)

@@ -19,6 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..generators import generator
+
 __all__ = ["Amount", "Fill", "Jitter", "Pad", "RandomAffine", "RandomCrop", "RandomRotate", "RandomScale"]
 
 #: an amount of movement: pixels (an int) or a fraction of the image's smaller side (a float)
@@ -216,10 +218,11 @@ class RandomAffine(nn.Module):
         # per image, four uniform numbers mapped in one operation to a shift along x and y (in the grid's
         # [-1, 1] units, 2 / size a pixel), a zoom and an angle: a step's few small operations add up
         start, span = self._ranges(height, width, device)
-        x_shift, y_shift, zoom, angle = torch.addcmul(start, torch.rand(n, 4, device=device), span).unbind(1)
+        draws = torch.rand(n, 4, device=device, generator=generator(device))
+        x_shift, y_shift, zoom, angle = torch.addcmul(start, draws, span).unbind(1)
         if self.integer_shifts:  # uniform over the whole numbers in [-shift, shift]
             whole = math.floor(_to_pixels(self.translate, height, width))
-            pixels = torch.randint(-whole, whole + 1, (n, 2), device=device)
+            pixels = torch.randint(-whole, whole + 1, (n, 2), device=device, generator=generator(device))
             x_shift, y_shift = pixels[:, 0] * (2 / width), pixels[:, 1] * (2 / height)
         return _sampling_matrices(zoom.reciprocal(), angle, x_shift, y_shift, height, width)
 
@@ -359,7 +362,7 @@ class RandomCrop(RandomAffine):
             ([0.5, 0.5, 0.5], True)
         """
         n, _, height, width = images.shape
-        draws = torch.rand(n, 4, device=images.device)
+        draws = torch.rand(n, 4, device=images.device, generator=generator(images.device))
         if getattr(self, "final_size", None) is None:  # (a crop saved before schedules existed has none)
             low, high = self.size
             side = draws[:, 0] * (high - low) + low  # the crop's side, as a fraction of the image's
