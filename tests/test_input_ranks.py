@@ -110,9 +110,39 @@ def test_a_neuron_of_a_vit_is_at_the_centre_patch_not_the_middle_token() -> None
     # the centre of the 4x4 grid is row 2, column 2: token 1 + 2 * 4 + 2 = 11 (not 17 // 2 = 8)
     assert torch.equal(O.neuron("block", 3)(acts), tokens[:, 11, 3].mean())
     assert torch.equal(O.neuron("block", 3, x=8)(acts), tokens[:, 8, 3].mean())
+    # with y, (y, x) is a patch's row and column in the grid, after the class token
+    assert torch.equal(O.neuron("block", 3, x=0, y=3)(acts), tokens[:, 1 + 3 * 4 + 0, 3].mean())
+    assert torch.equal(O.neuron("block", 3, y=1)(acts), tokens[:, 1 + 1 * 4 + 2, 3].mean())  # centre column
+    vector = torch.tensor([1.0, 0, 0, 0, 0, -1])
+    expected = (tokens[:, 1 + 2 * 4 + 1] * vector).sum(1).mean()
+    assert torch.allclose(O.direction_neuron("block", vector, x=1, y=2)(acts), expected)
+    with pytest.raises(
+        IndexError, match=r"y=4 is out of range for the 4x4 grid of patches of layer 'block' \(0 to 3\)"
+    ):
+        O.neuron("block", 3, x=0, y=4)(acts)
     # a 1-d model's signals keep the middle position
     signals_model = audio_model()
     signals = torch.rand(1, 2, 17)
     with ActivationCapture(signals_model, ["1"]) as capture:
         signal_acts = capture.run(signals, image=signals)
     assert torch.equal(O.neuron("1", 2)(signal_acts), signal_acts["1"][:, 2, 17 // 2].mean())
+    with pytest.raises(ValueError, match=r"y=1 has no meaning for layer '1': .* \(N, C, L\); give the position as x="):
+        O.neuron("1", 2, x=3, y=1)(signal_acts)
+
+
+def test_a_patch_of_tokens_that_are_not_a_grid_is_refused_by_name() -> None:
+    class Tokens(nn.Module):  # 6 tokens: neither k*k nor 1+k*k
+        def __init__(self) -> None:
+            super().__init__()
+            self.block = nn.Linear(4, 4)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.block(x.flatten(1)[:, :24].reshape(len(x), 6, 4))
+
+    model = Tokens().eval()
+    images = torch.rand(1, 3, 4, 4)
+    with ActivationCapture(model, ["block"]) as capture:
+        acts = capture.run(images, image=images)
+    assert torch.equal(O.neuron("block", 1, x=5)(acts), acts["block"][:, 5, 1].mean())
+    with pytest.raises(ValueError, match=r"has 6 tokens .* give the token's index as x= alone"):
+        O.neuron("block", 1, x=0, y=0)(acts)

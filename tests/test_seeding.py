@@ -44,7 +44,7 @@ def test_seeded_runs_in_threads_repeat_what_they_do_alone() -> None:
         try:
             images = render(copy.deepcopy(model), seed=seed, steps=12)
             got[seed].append(images)
-        except BaseException as error:  # noqa: BLE001 (reported below, in the test's thread)
+        except BaseException as error:  # reported below, in the test's thread
             errors.append(error)
 
     workers = [threading.Thread(target=run, args=(seed,)) for seed in (3, 4, 3, 4)]
@@ -106,7 +106,6 @@ def test_a_start_that_was_chosen_is_kept() -> None:
         changed.basis.spectrum.mul_(3)  # changed in place, without a call
     assert not changed.random_start_untouched()
     assert not torch.equal(render(model, changed, seed=3), from_seed_3)
-
 
 
 FACTORIES = {

@@ -35,7 +35,7 @@ Example:
 from .batch import alignment, channel_interpolate, diversity
 from .core import Objective, ObjectiveFunction, ObjectiveLike, as_objective, channel, wrap_objective
 from .penalties import blur, l1, l2, total_variation
-from .units import class_logit, class_prob, direction, direction_neuron, layer, neuron, token_centre
+from .units import class_logit, class_prob, direction, direction_neuron, layer, neuron, token_centre, token_grid
 
 __all__ = [
     "Objective",
@@ -56,6 +56,7 @@ __all__ = [
     "layer",
     "neuron",
     "token_centre",
+    "token_grid",
     "total_variation",
     "wrap_objective",
 ]

@@ -25,6 +25,7 @@ __all__ = [
     "layer",
     "neuron",
     "token_centre",
+    "token_grid",
 ]
 
 
@@ -39,26 +40,69 @@ def _logits(acts: Activations, ref: LayerRef, batch: int | None, index: int) -> 
     return logits
 
 
+def token_grid(count: int) -> tuple[int, int] | None:
+    """``(first, side)`` when ``count`` tokens are a square grid of ``side x side`` patches in
+    row-major order after ``first`` leading tokens: 1 + k * k tokens (a ViT's class token, then its
+    patches) or k * k (patches alone), k >= 2; ``None`` otherwise.
+
+    Example:
+        >>> token_grid(197), token_grid(16), token_grid(10)
+        ((1, 14), (0, 4), None)
+    """
+    for first in (1, 0):
+        side = math.isqrt(max(count - first, 0))
+        if side >= 2 and side * side == count - first:
+            return first, side
+    return None
+
+
 def token_centre(count: int) -> int:
-    """The centre token of ``count`` tokens: of a square grid of patches, after a class token when
-    ``count`` is 1 + k * k (a ViT's), or of the grid alone when it is k * k; else ``count // 2``.
+    """The centre token of ``count`` tokens: the centre patch of :func:`token_grid`'s grid (after a
+    class token when ``count`` is 1 + k * k), else ``count // 2``.
 
     Example:
         >>> token_centre(17), token_centre(197), token_centre(16), token_centre(10)
         (11, 106, 10, 5)
     """
-    for first in (1, 0):
-        side = math.isqrt(count - first)
-        if side >= 2 and side * side == count - first:
-            return first + (side // 2) * side + side // 2
-    return count // 2
+    grid = token_grid(count)
+    if grid is None:
+        return count // 2
+    first, side = grid
+    return first + (side // 2) * side + side // 2
+
+
+def _patch_token(count: int, x: int | None, y: int, ref: LayerRef) -> int:
+    """The index of the token of patch ``(y, x)`` (row, column; the centre column when ``x`` is None)."""
+    grid = token_grid(count)
+    if grid is None:
+        raise ValueError(
+            f"y= picks a patch of a square grid of tokens, but {layer_label(ref)} has {count} tokens (not k*k, "
+            "nor 1+k*k with a class token first): give the token's index as x= alone"
+        )
+    first, side = grid
+    column = side // 2 if x is None else x
+    for name, at in (("y", y), ("x", column)):
+        if not 0 <= at < side:
+            raise IndexError(
+                f"{name}={at} is out of range for the {side}x{side} grid of patches of {layer_label(ref)} "
+                f"(0 to {side - 1})"
+            )
+    return first + y * side + column
 
 
 def _at_position(units: Tensor, x: int | None, y: int | None, ref: LayerRef, tokens: bool = False) -> Tensor:
     """``(N, C, *positions)`` activations at one position (the centre by default): ``(N, C)``."""
     positions = units.shape[2:]
-    if tokens and x is None:
-        x = token_centre(positions[0])
+    if tokens:
+        if y is not None:
+            x, y = _patch_token(positions[0], x, y, ref), None
+        elif x is None:
+            x = token_centre(positions[0])
+    elif y is not None and len(positions) == 1:
+        raise ValueError(
+            f"y={y} has no meaning for {layer_label(ref)}: its activations have one position axis (N, C, L); "
+            "give the position as x="
+        )
     coordinates = {2: [("y", y), ("x", x)], 1: [("x", x)]}.get(len(positions), [])
     index = []
     for (name, given), size in zip(coordinates, positions):
@@ -91,14 +135,18 @@ def neuron(
 ) -> ObjectiveFunction:
     """One neuron: a channel's activation at one position (the centre by default).
 
-    For ``(N, C, H, W)`` activations the position is ``(y, x)``; for token
-    sequences ``(N, T, C)`` it is token ``x`` (by default the centre patch of a ViT's grid, after
-    its class token: :func:`token_centre`); for ``(N, C, L)`` signals position ``x``;
-    ``(N, C)`` activations have none.
+    For ``(N, C, H, W)`` activations the position is ``(y, x)``. For token sequences ``(N, T, C)``
+    (a ViT's) ``x`` alone is a token's index; with ``y``, ``(y, x)`` is the row and column of a patch
+    in the square grid of patch tokens, after the class token when there is one
+    (:func:`token_grid`; ``x`` defaults to the centre column); with neither, the centre patch
+    (:func:`token_centre`). For ``(N, C, L)`` signals the position is ``x``; ``(N, C)``
+    activations have none.
 
     Example:
         >>> print(neuron("layer2", 4, x=3, y=5))
         neuron('layer2', 4, x=3, y=5)
+        >>> print(neuron("encoder.layers.encoder_layer_3.mlp", 7, x=0, y=13))  # a ViT's bottom-left patch
+        neuron('encoder.layers.encoder_layer_3.mlp', 7, x=0, y=13)
     """
 
     def value(acts: Activations) -> Tensor:
