@@ -31,6 +31,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 
+from .backward_hooks import MovedBackwardHooks
 from .layers import INPUT, LayerRef, LayerSpec, layer_names, resolve_layer
 
 __all__ = [
@@ -380,6 +381,7 @@ class ActivationCapture:
             self._resolved[ref] = (name, module)
         self._outputs: dict[nn.Module, Any] = {}
         self._handles: list[RemovableHandle] = []
+        self._moved: dict[nn.Module, MovedBackwardHooks] = {}  # your full backward hooks, run by featvis
         self._active = False
 
     @property
@@ -404,22 +406,32 @@ class ActivationCapture:
             return
         self.names[module] = name
         if self._active:
-            self._handles.append(module.register_forward_hook(self._hook))
+            self._hook_module(module)
 
-    def _hook(self, module: nn.Module, args: Any, output: Any) -> None:
+    def _hook_module(self, module: nn.Module) -> None:
+        moved = MovedBackwardHooks.take(module)
+        if moved is not None:
+            self._moved[module] = moved
+        self._handles.append(module.register_forward_hook(self._hook))
+
+    def _hook(self, module: nn.Module, args: Any, output: Any) -> Any:
+        moved = self._moved.get(module)
+        if moved is not None:  # the output your full backward hooks see, read here so that they fire
+            output = moved.wrap_output(output)
         if module in self._outputs:
-            return
+            return output if moved is not None else None
         remaining = len(self.names) - len(self._outputs) - 1
         # A later in-place operation would overwrite a captured tensor if the
         # forward pass goes on; keep a copy in that case only.
         self._outputs[module] = _clone_tensors(output) if (remaining or not self.stop_early) else output
         if self.stop_early and remaining == 0:
             raise _StopForward
+        return output if moved is not None else None
 
     def __enter__(self) -> ActivationCapture:
         try:
             for module in self.names:
-                self._handles.append(module.register_forward_hook(self._hook))
+                self._hook_module(module)
             self._active = True
         except BaseException:
             self._remove()
@@ -434,6 +446,9 @@ class ActivationCapture:
         for handle in self._handles:
             handle.remove()
         self._handles.clear()
+        for moved in self._moved.values():
+            moved.restore()
+        self._moved.clear()
 
     def run(self, inputs: Tensor, image: Tensor | None = None) -> Activations:
         """Run the model on ``inputs`` and return what the hooks captured.

@@ -46,7 +46,7 @@ def token_grid(count: int) -> tuple[int, int] | None:
     patches) or k * k (patches alone), k >= 2; ``None`` otherwise.
 
     Example:
-        >>> token_grid(197), token_grid(16), token_grid(10)
+        >>> token_grid(197), token_grid(16), token_grid(12)
         ((1, 14), (0, 4), None)
     """
     for first in (1, 0):
