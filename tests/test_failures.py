@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from torch import nn
 
 import featvis
@@ -215,6 +217,41 @@ def test_the_model_comes_back_unchanged_after_every_failure(case: str, model_sta
         else:
             with pytest.raises(error):
                 run(model)
+    before.assert_unchanged()
+
+
+@settings(max_examples=16, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    after=st.integers(min_value=0, max_value=8),
+    error=st.sampled_from([KeyboardInterrupt, RuntimeError]),
+    where=st.sampled_from(["forward", "backward"]),
+)
+def test_any_interruption_point_leaves_the_model_as_it_was(
+    after: int, error: type[BaseException], where: str, model_state: type[ModelState]
+) -> None:
+    """Ctrl-C or an error at any forward pass (the checks, the probes, the steps) or inside any backward
+    pass (a backward hook of the user's on the target layer): the model comes back as it was, the
+    user's hook on it included."""
+    model = Exploding(error, after if where == "forward" else 10**6)
+    model.conv2.weight.requires_grad_(False)
+    model.pool1.train()
+    before = model_state(model)
+    backward_calls = {"n": 0}
+
+    def hook(module: nn.Module, grad_in: object, grad_out: object) -> None:
+        backward_calls["n"] += 1
+        if where == "backward" and backward_calls["n"] > after:
+            raise error("failure in a backward hook")
+
+    handle = model.conv1.register_full_backward_hook(hook)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            quick(model, "conv1:0", steps=6, seed=0)
+        except error:
+            pass
+    assert list(model.conv1._backward_hooks.values()) == [hook] and not model.conv1._forward_pre_hooks
+    handle.remove()
     before.assert_unchanged()
 
 
