@@ -255,6 +255,18 @@ def test_any_interruption_point_leaves_the_model_as_it_was(
     before.assert_unchanged()
 
 
+def test_running_out_of_memory_in_a_step_is_said_as_that(model_state: type[ModelState]) -> None:
+    model = Exploding(torch.OutOfMemoryError, 4)  # the checking pass works; a later pass runs out
+    before = model_state(model)
+    with pytest.raises(MemoryError) as raised:
+        quick(model, "conv1:0", steps=6, seed=0)
+    message = str(raised.value)
+    assert message.startswith("a step (the forward and backward passes) ran out of memory on 1 image(s) of 32x32")
+    assert "Render fewer images at a time" in message and "too small" not in message
+    assert isinstance(raised.value.__cause__, torch.OutOfMemoryError)
+    before.assert_unchanged()
+
+
 def test_a_layer_never_reached_is_reported_without_probing_other_sizes() -> None:
     model = with_an_unused_layer()
     with pytest.raises(LayerNotReachedError):
@@ -336,7 +348,7 @@ def test_running_out_of_memory_is_reported_as_that_not_as_a_size_problem() -> No
             return self.conv(x)
 
     model = Hungry().eval()
-    with pytest.raises(MemoryError, match=r"ran out of memory on 4 image\(s\) of 3x16x16 .* Render fewer images"):
+    with pytest.raises(MemoryError, match=r"ran out of memory on 4 image\(s\) of 16x16 .* Render fewer images"):
         featvis.render_vis(model, "conv:0", param.image(16, batch=4), steps=2, progress=False)
     assert model.tries == 1  # no larger images were tried
 

@@ -32,7 +32,14 @@ from .models import resolve_preprocess
 from .objectives import Objective
 from .state import rendering_state
 
-__all__ = ["check_value", "explain_forward_failure", "layer_width", "out_of_memory", "prepare_capture"]
+__all__ = [
+    "check_value",
+    "explain_forward_failure",
+    "layer_width",
+    "memory_error",
+    "out_of_memory",
+    "prepare_capture",
+]
 
 #: a forward pass: ``(capture, probe)`` -> activations, where ``probe`` (or ``None``: the run's own
 #: images) is an image batch to try instead
@@ -127,13 +134,7 @@ def explain_forward_failure(
     if isinstance(error, LayerNotReachedError):  # says what is wrong already; larger images would not help
         return
     if out_of_memory(error):  # not a size problem: probing larger images would make it worse
-        count, *size = image_shape
-        raise MemoryError(
-            f"the model's forward pass ran out of memory on {count} image(s) of {'x'.join(map(str, size))} "
-            f"({type(error).__name__}: {str(error).strip().splitlines()[0][:200]}). Render fewer images at a time "
-            "(a smaller batch in featvis.param.image, or render_channels(..., batch_size=...); "
-            "featvis.auto_batch_size says how many fit) or smaller ones (size=...)"
-        ) from error
+        raise memory_error(error, image_shape, "the model's forward pass") from error
     _explain_other_input_ranks(model, image_shape, error)
     channels = image_shape[1]
     first = _first_convolution(model)
@@ -177,6 +178,24 @@ def explain_forward_failure(
         f"{type(error).__name__}: {str(error).strip().splitlines()[0]}. The smallest size that works is "
         f"{smallest} (height x width); render at that size or larger (size=... or featvis.param.image(...))"
     ) from error
+
+
+def memory_error(error: BaseException, image_shape: tuple[int, ...], where: str) -> MemoryError:
+    """The ``MemoryError`` featvis raises for an allocator's out-of-memory ``error`` in ``where``, on
+    images of ``image_shape``: what ran out, and what to render instead.
+
+    Example:
+        >>> error = RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        >>> print(str(memory_error(error, (64, 3, 224, 224), "step 12")).split(" (")[0])
+        step 12 ran out of memory on 64 image(s) of 224x224
+    """
+    count, _, *size = image_shape
+    return MemoryError(
+        f"{where} ran out of memory on {count} image(s) of {'x'.join(map(str, size))} "
+        f"({type(error).__name__}: {str(error).strip().splitlines()[0][:200]}). Render fewer images at a time "
+        "(a smaller batch in featvis.param.image, or render_channels(..., batch_size=...); "
+        "featvis.auto_batch_size says how many fit) or smaller ones (size=...)"
+    )
 
 
 def out_of_memory(error: BaseException) -> bool:

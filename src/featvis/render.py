@@ -36,7 +36,7 @@ from .models import default_input_channels, default_input_size, resolve_preproce
 from .objectives import Objective, ObjectiveLike, as_objective
 from .objectives import channel as channel_objective
 from .optim import OptimizerSpec, default_schedule, make_optimizer
-from .probe import layer_width
+from .probe import layer_width, memory_error, out_of_memory
 from .result import RenderResult
 from .sizes import Size, size_pair
 from .state import check_seed, denormals_flushed, memory_format, rendering_state, seeded
@@ -279,18 +279,23 @@ def render_vis(
             redirected_relu=redirected_relu,
             gradient_noise=gradient_noise,
         )
-        with loss:
-            outcome = optimize(
-                step,
-                steps,
-                images=step.current_images,
-                snapshot_at=snapshot_at,
-                parameters=parameters,
-                progress=progress,
-                description=str(objective),
-                stop=stop,
-                device=device,
-            )
+        try:
+            with loss:
+                outcome = optimize(
+                    step,
+                    steps,
+                    images=step.current_images,
+                    snapshot_at=snapshot_at,
+                    parameters=parameters,
+                    progress=progress,
+                    description=str(objective),
+                    stop=stop,
+                    device=device,
+                )
+        except RuntimeError as error:  # torch.OutOfMemoryError is one
+            if out_of_memory(error):  # said as what it is, never as a size problem
+                raise memory_error(error, tuple(start.shape), "a step (the forward and backward passes)") from error
+            raise
         final = step.current_images()
         if outcome.done and not step.gradient_free:
             _warn_if_unchanged(start, final, outcome.done, str(objective))
