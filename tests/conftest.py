@@ -13,7 +13,10 @@ import os
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import shutil
+import subprocess
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -112,3 +115,35 @@ class ModelState:
 def model_state() -> type[ModelState]:
     """``before = model_state(model)`` ... ``before.assert_unchanged()``."""
     return ModelState
+
+
+# ---- a real browser for the HTML pages -------------------------------------------------------
+def _browser_or_skip() -> Any:
+    chromium = next((shutil.which(n) for n in ("chromium", "chromium-browser") if shutil.which(n)), None)
+    driver = shutil.which("chromedriver")
+    if chromium is None or driver is None:
+        missing = " and ".join(n for n, p in (("chromium", chromium), ("chromedriver", driver)) if p is None)
+        pytest.skip(f"{missing} not installed (Debian: apt-get install -y chromium chromium-driver)")
+    try:
+        from selenium import webdriver
+        from selenium.webdriver.chrome.service import Service
+    except ImportError:
+        pytest.skip("the selenium package is not installed (pip install selenium)")
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1200,900"):
+        options.add_argument(argument)
+    options.add_argument("--force-device-scale-factor=1")
+    options.add_argument("--log-level=3")  # errors only
+    # chromium's own lines (dbus, GPU probing) go nowhere instead of into the test log
+    service = Service(executable_path=driver, log_output=subprocess.DEVNULL, service_args=["--silent"])
+    return webdriver.Chrome(options=options, service=service)
+
+
+@pytest.fixture
+def browser() -> Iterator[Any]:
+    driver = _browser_or_skip()
+    try:
+        yield driver
+    finally:
+        driver.quit()

@@ -14,9 +14,6 @@ import fnmatch
 import html.parser
 import importlib.resources
 import os
-import shutil
-import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -203,7 +200,7 @@ def test_the_page_inlines_the_stylesheet_and_script_shipped_as_package_data(tmp_
     root = Path(__file__).resolve().parents[1]
     patterns = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["featvis"]
     shipped = sorted(p.name for p in (root / "src/featvis/gallery_assets").iterdir() if p.is_file())
-    assert shipped == ["gallery.css", "gallery.js"]
+    assert shipped == ["gallery.css", "gallery.js", "model_index.css"]
     assert [name for name in shipped if not any(fnmatch.fnmatch(f"gallery_assets/{name}", p) for p in patterns)] == []
 
 
@@ -231,29 +228,7 @@ def test_write_gallery_refuses_what_does_not_fit(tmp_path: Path) -> None:
         unit_activations(tiny_model(), "1", torch.rand(2, 3, 8, 8), [0])
 
 
-# ---- the page in a browser ----------------------------------------------------------------
-def _browser_or_skip() -> Any:
-    chromium = next((shutil.which(n) for n in ("chromium", "chromium-browser") if shutil.which(n)), None)
-    driver = shutil.which("chromedriver")
-    if chromium is None or driver is None:
-        missing = " and ".join(n for n, p in (("chromium", chromium), ("chromedriver", driver)) if p is None)
-        pytest.skip(f"{missing} not installed (Debian: apt-get install -y chromium chromium-driver)")
-    try:
-        from selenium import webdriver
-        from selenium.webdriver.chrome.service import Service
-    except ImportError:
-        pytest.skip("the selenium package is not installed (pip install selenium)")
-    options = webdriver.ChromeOptions()
-    options.binary_location = chromium
-    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1200,900"):
-        options.add_argument(argument)
-    options.add_argument("--force-device-scale-factor=1")
-    options.add_argument("--log-level=3")  # errors only
-    # chromium's own lines (dbus, GPU probing) go nowhere instead of into the test log
-    service = Service(executable_path=driver, log_output=subprocess.DEVNULL, service_args=["--silent"])
-    return webdriver.Chrome(options=options, service=service)
-
-
+# ---- the page in a browser (the browser fixture is in conftest.py) ----------------------------
 def save_full_page(browser: Any, path: Path) -> None:
     """A PNG of the whole page, beyond the window's height (Chrome DevTools' captureBeyondViewport)."""
     width, height = browser.execute_script(
@@ -269,15 +244,6 @@ def save_full_page(browser: Any, path: Path) -> None:
     )
     path.write_bytes(base64.b64decode(shot["data"]))
     assert Image.open(path).size == (width, height)
-
-
-@pytest.fixture
-def browser() -> Iterator[Any]:
-    driver = _browser_or_skip()
-    try:
-        yield driver
-    finally:
-        driver.quit()
 
 
 @pytest.fixture

@@ -24,12 +24,15 @@ if TYPE_CHECKING:  # what the names below are; at run time each is imported when
         batching,
         dataset,
         dataset_examples,
+        distributed,
         dream,
         gallery,
         gradients,
         grid,
         hooks,
+        jobs,
         loop,
+        model_index,
         models,
         objectives,
         optim,
@@ -42,6 +45,7 @@ if TYPE_CHECKING:  # what the names below are; at run time each is imported when
         step,
         threads,
         transforms,
+        whole_model,
     )
     from .batching import auto_batch_size
     from .dataset import top_activating
@@ -51,6 +55,7 @@ if TYPE_CHECKING:  # what the names below are; at run time each is imported when
     from .objectives import Objective
     from .render import render_channels, render_vis
     from .result import RenderResult
+    from .whole_model import render_model
 
 #: the public functions and classes, and the module each comes from
 _NAMES = {
@@ -64,12 +69,13 @@ _NAMES = {
     "render_channels": "render",
     "render_vis": "render",
     "RenderResult": "result",
+    "render_model": "whole_model",
 }
 #: the public modules
 _MODULES = {
-    "animation", "batching", "dataset", "dataset_examples", "dream", "gallery", "gradients", "grid", "hooks",
-    "loop", "models", "objectives", "optim", "param", "probe", "receptive", "render", "result", "sizes", "state",
-    "step", "threads", "transforms",
+    "animation", "batching", "dataset", "dataset_examples", "distributed", "dream", "gallery", "gradients", "grid",
+    "hooks", "jobs", "loop", "model_index", "models", "objectives", "optim", "param", "probe", "receptive", "render",
+    "result", "sizes", "state", "step", "threads", "transforms", "whole_model",
 }  # fmt: skip
 
 
@@ -100,13 +106,16 @@ __all__ = [
     "dataset",
     "dataset_examples",
     "deepdream",
+    "distributed",
     "dream",
     "gallery",
     "gradients",
     "grid",
     "hooks",
+    "jobs",
     "layer_names",
     "loop",
+    "model_index",
     "models",
     "objectives",
     "optim",
@@ -115,6 +124,7 @@ __all__ = [
     "receptive",
     "render_channels",
     "render_gallery",
+    "render_model",
     "render_vis",
     "result",
     "sizes",
@@ -123,6 +133,7 @@ __all__ = [
     "threads",
     "top_activating",
     "transforms",
+    "whole_model",
 ]
 
 __version__ = "0.1.0"

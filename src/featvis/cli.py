@@ -4,7 +4,12 @@
 featvis layers MODEL [--size N]
 featvis render MODEL TARGET... [--class N] -o out.png [--steps --size --batch --seed --device]
 featvis gallery MODEL LAYER -o DIR [--channels 0-15,32] [--steps --size --batch-size --seed]
+featvis render-model MODEL -o DIR [--layers "layer*.conv2" fc] [--steps --size --batch-size --seed]
+featvis index DIR
 ```
+
+``render-model`` renders every unit of a whole model, resumably, and runs as it is in each process of
+``torchrun --nproc_per_node=N -m featvis render-model ...`` (see :func:`featvis.whole_model.render_model`).
 
 MODEL is one of:
 
@@ -198,6 +203,28 @@ def _build_parser() -> argparse.ArgumentParser:
     gallery.add_argument("--channels", type=parse_channels, default=None, help="e.g. 0-15,32 (default: all)")
     gallery.add_argument("--batch-size", type=_positive, default=None, help="channels optimised together")
     gallery.set_defaults(default_steps=128)
+
+    whole = commands.add_parser(
+        "render-model", parents=[common, rendering], help="render every unit of a model into a folder (resumable)",
+        description="Render every channel of the model's convolution and linear layers (or of --layers) into DIR: "
+        "a PNG and a JSON record per unit, then an index.html. Rerun it to resume; run it under "
+        "`torchrun --nproc_per_node=N -m featvis render-model ...` to share the work among N processes.",
+    )  # fmt: skip
+    whole.add_argument("-o", "--output", required=True, metavar="DIR", help="the job's folder")
+    whole.add_argument(
+        "--layers", nargs="+", metavar="PATTERN", default=None,
+        help='layer names or patterns, e.g. "layer*.conv2" fc (default: every convolution and linear layer)',
+    )  # fmt: skip
+    whole.add_argument("--batch-size", type=_positive, default=8, help="units of a layer rendered together (default 8)")
+    whole.set_defaults(default_steps=512)
+
+    index = commands.add_parser(
+        "index", help="write the index.html of a render-model folder",
+        description="Write DIR/index.html and its layer and unit pages from the records of a render-model job "
+        "(also while it runs: units not done yet show as empty cells).",
+    )  # fmt: skip
+    index.add_argument("directory", metavar="DIR", help="the job's folder")
+    index.add_argument("--debug", action="store_true", help="show the traceback of an error")
     return parser
 
 
@@ -229,14 +256,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(done.code or 0) if not isinstance(done.code, str) else USAGE_ERROR
     if getattr(args, "steps", 0) is None:
         args.steps = args.default_steps
-    if getattr(args, "progress", False) is None:
-        args.progress = sys.stderr.isatty()
+    if getattr(args, "progress", False) is None:  # a whole-model job prints lines, fine in a log too
+        args.progress = args.command == "render-model" or sys.stderr.isatty()
     # torch and the models are imported only now: --help and argument errors answer at once
     from .commands import run_command
     from .model_loading import load_model
 
     try:
         with _warnings_as_lines():
+            if args.command == "index":  # a folder, no model
+                from .commands import run_index
+
+                return run_index(args)
             model = load_model(
                 args.model,
                 weights=args.weights,
@@ -258,7 +289,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             code = USAGE_ERROR  # featvis's checks of what was asked: unknown layer, channel out of range, ...
         else:
             code = RUNTIME_ERROR
-        message = for_the_command_line(one_line(error), args.model)
+        message = for_the_command_line(one_line(error), getattr(args, "model", "MODEL"))
         if not isinstance(error, (CLIError, ValueError, TypeError, IndexError, KeyError, RuntimeError)):
             message = f"{type(error).__name__}: {message}"
         print(f"featvis: error: {message}", file=sys.stderr)

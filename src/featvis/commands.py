@@ -33,7 +33,7 @@ from .result import RenderResult
 from .sizes import size_pair
 from .state import rendering_state
 
-__all__ = ["RUNNERS", "layer_table", "run_command"]
+__all__ = ["RUNNERS", "layer_table", "run_command", "run_index"]
 
 
 # ---- layers -------------------------------------------------------------------------
@@ -238,11 +238,54 @@ def _run_gallery(args: argparse.Namespace, model: nn.Module) -> int:
     return 0
 
 
+# ---- a whole model ----------------------------------------------------------------------
+def _run_render_model(args: argparse.Namespace, model: nn.Module) -> int:
+    from .whole_model import render_model
+
+    done = render_model(
+        model,
+        args.output,
+        args.layers,
+        steps=args.steps,
+        size=args.size,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        model_name=args.model,
+        progress=args.progress,
+    )
+    if done.index is not None:
+        print(
+            f"{done.done} of {done.total} units done in {done.directory} ({done.rendered} rendered by this process); "
+            f"open {done.index.resolve().as_uri()}"
+        )
+    return 0
+
+
+def run_index(args: argparse.Namespace) -> int:
+    """``featvis index DIR``: write the index of a render-model folder.
+
+    Example:
+        >>> import argparse, tempfile
+        >>> with tempfile.TemporaryDirectory() as folder:
+        ...     try:
+        ...         run_index(argparse.Namespace(directory=folder))
+        ...     except FileNotFoundError as error:
+        ...         print("no manifest.json" in str(error))
+        True
+    """
+    from .model_index import write_model_index
+
+    index = write_model_index(args.directory)
+    print(f"wrote {index}; open {index.resolve().as_uri()}")
+    return 0
+
+
 #: what each subcommand runs: ``(parsed arguments, the loaded model) -> exit status``
 RUNNERS: dict[str, Callable[[argparse.Namespace, nn.Module], int]] = {
     "layers": _run_layers,
     "render": _run_render,
     "gallery": _run_gallery,
+    "render-model": _run_render_model,
 }
 
 

@@ -44,7 +44,17 @@ from .render import render_channels
 from .result import RenderResult
 from .state import rendering_state
 
-__all__ = ["CurveRecorder", "Gallery", "render_gallery", "unit_activations", "unit_filename", "write_gallery"]
+__all__ = [
+    "CurveRecorder",
+    "Gallery",
+    "curve_svg",
+    "gallery_asset",
+    "render_gallery",
+    "short_number",
+    "unit_activations",
+    "unit_filename",
+    "write_gallery",
+]
 
 #: a curve is drawn through at most this many points (longer runs are subsampled evenly)
 CURVE_POINTS = 160
@@ -189,15 +199,26 @@ def unit_filename(unit: object) -> str:
     return "unit-" + re.sub(r"[^A-Za-z0-9_.-]+", "_", str(unit)).strip("._") + ".png"
 
 
-def _number(value: float) -> str:
-    """A short, readable number for a caption."""
+def short_number(value: float) -> str:
+    """A short, readable number for a caption.
+
+    Example:
+        >>> short_number(3.14159), short_number(12345.6), short_number(float("nan"))
+        ('3.14', '12346', 'nan')
+    """
     if not math.isfinite(value):
         return str(value)
     return f"{value:.3g}" if abs(value) < 1000 else f"{value:.0f}"
 
 
-def _curve_svg(values: Sequence[float], css_class: str = "curve") -> str:
-    """An inline SVG line chart of ``values`` (step 1 at the left), with a dashed zero line when in range."""
+def curve_svg(values: Sequence[float], css_class: str = "curve") -> str:
+    """An inline SVG line chart of ``values`` (step 1 at the left), with a dashed zero line when in range;
+    ``""`` for fewer than two values.
+
+    Example:
+        >>> curve_svg([0.0, 1.0, 2.0]).startswith('<svg class="curve"'), curve_svg([1.0])
+        (True, '')
+    """
     count = len(values)
     finite = [v for v in values if math.isfinite(v)]
     if count < 2 or not finite:
@@ -219,7 +240,7 @@ def _curve_svg(values: Sequence[float], css_class: str = "curve") -> str:
     zero = ""
     if low < 0 < high:
         zero = f'<line class="zero" x1="0" x2="{width:g}" y1="{y_of(0.0):.2f}" y2="{y_of(0.0):.2f}"/>'
-    label = f"objective per step: {_number(values[0])} at step 1, {_number(values[-1])} at step {count}"
+    label = f"objective per step: {short_number(values[0])} at step 1, {short_number(values[-1])} at step {count}"
     return (
         f'<svg class="{css_class}" viewBox="0 0 {width:g} {height:g}" preserveAspectRatio="none" role="img" '
         f'aria-label="{html.escape(label)}"><title>{html.escape(label)}</title>{zero}'
@@ -232,9 +253,15 @@ _ASSETS = "gallery_assets"
 
 
 @functools.cache
-def _asset(name: str) -> str:
-    """The text of ``name`` in featvis's ``gallery_assets/``: ``gallery.css`` and ``gallery.js``, which
-    :func:`write_gallery` puts inline in every page."""
+def gallery_asset(name: str) -> str:
+    """The text of ``name`` in featvis's ``gallery_assets/`` (package data): ``gallery.css`` and
+    ``gallery.js``, which :func:`write_gallery` puts inline in every page, and ``model_index.css``,
+    which :mod:`featvis.model_index` does.
+
+    Example:
+        >>> "grid" in gallery_asset("gallery.css")
+        True
+    """
     return resources.files("featvis").joinpath(_ASSETS).joinpath(name).read_text(encoding="utf-8")
 
 
@@ -301,15 +328,15 @@ def write_gallery(
     pixelated = " pixelated" if width <= 128 else ""
     figures = []
     for position, (unit, name) in enumerate(zip(units, names)):
-        activation = "" if shown_activations is None else _number(shown_activations[position])
+        activation = "" if shown_activations is None else short_number(shown_activations[position])
         title = f"unit {unit}"
         if activation:
             title += f" · final activation {activation}"
         curve = ""
         if curves is not None and curves.shape[1] >= 2:
             row = [float(v) for v in curves[position]]
-            curve = _curve_svg(row)
-            title += f" · objective {_number(row[0])} at step 1 → {_number(row[-1])} at step {len(row)}"
+            curve = curve_svg(row)
+            title += f" · objective {short_number(row[0])} at step 1 → {short_number(row[-1])} at step {len(row)}"
         figures.append(
             f'<figure class="unit" id="{html.escape(name[:-4])}" data-unit="{html.escape(str(unit))}" '
             f'data-activation="{html.escape(activation)}" data-title="{html.escape(title)}">'
@@ -330,7 +357,7 @@ def write_gallery(
         "Click an image to enlarge it; Escape or a click closes it, ← and → step through the units."
     )
     first = html.escape(names[0]) if names else ""
-    style, script = _asset("gallery.css"), _asset("gallery.js")
+    style, script = gallery_asset("gallery.css"), gallery_asset("gallery.js")
     page = f"""<!DOCTYPE html>
 <html lang="en">
 <head>
