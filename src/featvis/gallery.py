@@ -256,7 +256,7 @@ _ASSETS = "gallery_assets"
 def gallery_asset(name: str) -> str:
     """The text of ``name`` in featvis's ``gallery_assets/`` (package data): ``gallery.css`` and
     ``gallery.js``, which :func:`write_gallery` puts inline in every page, and ``model_index.css``,
-    which :mod:`featvis.model_index` does.
+    which ``featvis.model_index`` does.
 
     Example:
         >>> "grid" in gallery_asset("gallery.css")

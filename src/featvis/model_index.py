@@ -1,4 +1,4 @@
-"""One static, offline ``index.html`` over a whole-model job (:mod:`featvis.jobs`).
+"""One static, offline ``index.html`` over a whole-model job (``featvis.jobs``).
 
 :func:`write_model_index` reads a job's manifest and records and writes:
 

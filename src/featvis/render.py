@@ -173,7 +173,7 @@ def render_vis(
             models, torchvision's ImageNet models), else none; ``False`` none.
         seed: a whole number that fixes the whole run, so that it repeats exactly on a CPU,
             in any thread: the run draws from generators of its own seeded from it
-            (:mod:`featvis.generators`), and torch's global generators are seeded too for
+            (``featvis.generators``), and torch's global generators are seeded too for
             the run (the caller's states are given back after). The start image too: the
             default ``param``, and a ``featvis.param.Image`` you pass whose random start you
             neither seeded nor changed, start from ``param.image(..., seed=seed)``'s start

@@ -2,10 +2,10 @@
 
 :func:`render_model` renders every channel of the chosen layers (by default every convolution and
 linear layer) into a folder, one PNG and one JSON record per unit. Under ``torchrun`` each process
-takes its share of the job's chunks (see :mod:`featvis.jobs`); alone, one process takes them all.
+takes its share of the job's chunks (see ``featvis.jobs``); alone, one process takes them all.
 A rerun of the same call skips what is done (with any number of processes, after a crash or a
 kill), and refuses other settings. When all is done the main process writes one browsable
-``index.html`` (:mod:`featvis.model_index`).
+``index.html`` (``featvis.model_index``).
 
 Example:
     >>> import tempfile
@@ -189,13 +189,13 @@ def render_model(
     """Render every unit of ``layers`` of ``model`` into ``out_dir``, sharing the work among the job's processes.
 
     Run it in one process, or in each process of ``torchrun --nproc_per_node=N`` (``--nnodes`` and a
-    c10d rendezvous across machines; see :mod:`featvis.distributed`). Each unit is rendered once in
+    c10d rendezvous across machines; see ``featvis.distributed``). Each unit is rendered once in
     the whole job; its picture depends on the settings and the unit, not on the number of processes.
     Rerun it after a failure: what is done is skipped.
 
     Args:
         model: the network (left as it is: a process with its own GPU renders a copy of it there).
-        out_dir: the job's folder (see :mod:`featvis.jobs` for its layout).
+        out_dir: the job's folder (see ``featvis.jobs`` for its layout).
         layers: layer names or shell-style patterns (``"layer*.conv2"``); default every convolution
             and linear layer (:func:`~featvis.jobs.select_layers`).
         steps: optimisation steps per unit.
