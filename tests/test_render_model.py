@@ -177,6 +177,7 @@ def test_the_index_lists_every_unit_and_shows_units_not_done_as_empty_cells(tmp_
 def test_the_index_works_in_a_real_browser(browser: Any, tmp_path: Path) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import WebDriverWait
 
     _, model = make_model(tmp_path)
     folder = tmp_path / "job"
@@ -188,14 +189,19 @@ def test_the_index_works_in_a_real_browser(browser: Any, tmp_path: Path) -> None
     cells = browser.find_elements(By.CSS_SELECTOR, "figure.cell img.unit")
     assert len(cells) == 5
     browser.execute_script("window.scrollTo(0, document.body.scrollHeight)")
-    loaded = browser.execute_script(
-        "return Array.from(document.querySelectorAll('img.unit')).map(i => i.complete && i.naturalWidth)"
-    )
-    assert loaded == [12] * 5
+    script = "return Array.from(document.querySelectorAll('img.unit')).map(i => i.complete && i.naturalWidth)"
+    WebDriverWait(browser, 10).until(lambda driver: driver.execute_script(script) == [12] * 5)
+
+    def arrives(path: str) -> None:  # a navigation started by a script finishes on its own time
+        WebDriverWait(browser, 10).until(lambda driver: driver.current_url.endswith(path))
+        WebDriverWait(browser, 10).until(
+            lambda driver: driver.execute_script("return document.readyState") == "complete"
+        )
+
     cells[4].click()
-    assert browser.current_url.endswith("/layers/2/unit-0004.html")
+    arrives("/layers/2/unit-0004.html")
     assert "unit 4" in browser.find_element(By.TAG_NAME, "h1").text
     browser.find_element(By.TAG_NAME, "body").send_keys(Keys.ARROW_RIGHT)
-    assert browser.current_url.endswith("/layers/6/unit-0000.html")
+    arrives("/layers/6/unit-0000.html")
     browser.find_element(By.TAG_NAME, "body").send_keys(Keys.ARROW_LEFT)
-    assert browser.current_url.endswith("/layers/2/unit-0004.html")
+    arrives("/layers/2/unit-0004.html")

@@ -32,6 +32,7 @@ __all__ = [
     "Labels",
     "displayable",
     "grid",
+    "over_checkerboard",
     "readable_scale",
     "to_pil",
 ]
@@ -124,20 +125,50 @@ def displayable(images: Tensor) -> Tensor:
     return images[:, :3]
 
 
-def to_pil(images: Tensor) -> list[PILImage]:
-    """One PIL image per batch element (``"L"`` for 1 channel, else ``"RGB"``), values clamped to [0, 1].
+def over_checkerboard(images: Tensor, square: int | None = None) -> Tensor:
+    """Images whose last channel is their opacity (RGBA, or grey and alpha), composited over a grey
+    checkerboard, as image editors show transparency: ``(N, C + 1, H, W) -> (N, C, H, W)``.
+
+    Args:
+        images: in [0, 1], the alpha channel last.
+        square: the side of the board's squares in pixels (default: an eighth of the smaller side,
+            at least 2).
+
+    Example:
+        >>> clear = torch.zeros(1, 4, 8, 8)  # fully transparent: only the board shows
+        >>> sorted(set(over_checkerboard(clear, square=4).flatten().tolist()))
+        [0.6000000238418579, 0.800000011920929]
+    """
+    height, width = images.shape[-2:]
+    square = square or max(2, min(height, width) // 8)
+    rows = torch.arange(height, device=images.device) // square
+    columns = torch.arange(width, device=images.device) // square
+    board = torch.where((rows[:, None] + columns[None, :]) % 2 == 0, 0.8, 0.6).to(images.dtype)
+    colours, alpha = images[:, :-1].clamp(0, 1), images[:, -1:].clamp(0, 1)
+    return colours * alpha + board * (1 - alpha)
+
+
+def to_pil(images: Tensor, alpha: bool = False) -> list[PILImage]:
+    """One PIL image per batch element (``"L"`` for 1 channel, else ``"RGB"``; with ``alpha``, the last
+    channel is the opacity: ``"LA"`` or ``"RGBA"``), values clamped to [0, 1].
 
     Example:
         >>> [picture.mode for picture in to_pil(torch.zeros(2, 1, 4, 4))]
         ['L', 'L']
+        >>> to_pil(torch.zeros(1, 4, 4, 4), alpha=True)[0].mode
+        'RGBA'
     """
     from PIL import Image
 
-    array = (displayable(images).detach().float().cpu().clamp(0, 1) * 255).round().to(torch.uint8)
+    if alpha and images.shape[1] not in (2, 4):
+        raise ValueError(f"images with an alpha channel have 2 (grey) or 4 (RGB) channels, got {images.shape[1]}")
+    shown = images if alpha else displayable(images)
+    array = (shown.detach().float().cpu().clamp(0, 1) * 255).round().to(torch.uint8)
     array = array.permute(0, 2, 3, 1).numpy()
     if array.shape[3] == 1:
         return [Image.fromarray(a[:, :, 0], mode="L") for a in array]
-    return [Image.fromarray(a, mode="RGB") for a in array]
+    mode = {2: "LA", 3: "RGB", 4: "RGBA"}[array.shape[3]]
+    return [Image.fromarray(a, mode=mode) for a in array]
 
 
 def caption_font(width: int) -> tuple[Any, int]:
@@ -175,20 +206,28 @@ def fit_text(draw: Any, text: str, font: Any, width: int) -> str:
     return text + "…"
 
 
-def grid(images: Tensor, options: GridOptions = GridOptions(), units: Sequence[object] = ()) -> PILImage:
+def grid(
+    images: Tensor, options: GridOptions = GridOptions(), units: Sequence[object] = (), alpha: bool = False
+) -> PILImage:
     """All ``images`` in one PIL image, laid out as ``options`` says.
 
     Args:
         images: ``(N, C, H, W)`` in [0, 1].
         options: the layout.
         units: what each image shows, for ``labels=True``.
+        alpha: the last channel is each image's opacity: shown over a checkerboard
+            (:func:`over_checkerboard`).
 
     Example:
         >>> grid(torch.rand(4, 3, 8, 8)).size
         (22, 22)
+        >>> grid(torch.rand(2, 4, 8, 8), alpha=True).mode
+        'RGB'
     """
     from PIL import Image, ImageDraw
 
+    if alpha:
+        images = over_checkerboard(images)
     count = images.shape[0]
     captions = options.captions(count, units)
     tiles = to_pil(images)

@@ -80,10 +80,13 @@ def default_lr_factor(step: int) -> float:
     return min(1.0, DEFAULT_LR_HOLD / (step + 1)) ** DEFAULT_LR_POWER
 
 
-def make_optimizer(optimizer: OptimizerSpec, parameters: list[nn.Parameter]) -> torch.optim.Optimizer:
+def make_optimizer(
+    optimizer: OptimizerSpec, parameters: list[nn.Parameter], lr: float | None = None
+) -> torch.optim.Optimizer:
     """The optimizer on ``parameters`` that ``optimizer`` asks for (see :data:`OptimizerSpec`).
 
-    ``None`` gives Adam at :data:`DEFAULT_LR`, fused (one kernel a step) on CPUs and GPUs.
+    ``None`` gives Adam at ``lr`` (default :data:`DEFAULT_LR`; a parameterisation may say its own,
+    as :func:`featvis.param.cppn`'s does), fused (one kernel a step) on CPUs and GPUs.
 
     Example:
         >>> x = nn.Parameter(torch.zeros(3))
@@ -93,7 +96,7 @@ def make_optimizer(optimizer: OptimizerSpec, parameters: list[nn.Parameter]) -> 
     if optimizer is None:
         # the fused update is one kernel per step instead of a dozen small operations (CPU and CUDA)
         fused = all(p.device.type in ("cpu", "cuda") and p.dtype in _FUSED_ADAM_DTYPES for p in parameters)
-        return torch.optim.Adam(parameters, lr=DEFAULT_LR, fused=fused or None)
+        return torch.optim.Adam(parameters, lr=DEFAULT_LR if lr is None else lr, fused=fused or None)
     if isinstance(optimizer, torch.optim.Optimizer):
         return optimizer
     if isinstance(optimizer, type) and issubclass(optimizer, torch.optim.Optimizer):

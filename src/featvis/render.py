@@ -42,7 +42,7 @@ from .sizes import Size, size_pair
 from .state import check_seed, denormals_flushed, memory_format, rendering_state, seeded
 from .step import GradientStep, ObjectiveLoss
 from .threads import check_threads
-from .transforms import TransformSpec, as_transform
+from .transforms import Compose, RandomBackground, TransformSpec, as_transform
 
 __all__ = ["RenderResult", "auto_batch_size", "render_channels", "render_vis"]
 
@@ -84,7 +84,8 @@ def _make_param(param: nn.Module | None, model: nn.Module, size: Size | None, se
         )
     if size is not None:
         raise ValueError("give either param or size, not both: the parameterisation fixes the size")
-    if seed is not None and isinstance(param, param_module.Image) and param.random_start_untouched():
+    untouched = getattr(param, "random_start_untouched", None)  # featvis's parameterisations have it
+    if seed is not None and callable(untouched) and untouched():
         param.draw_start(seed)
     return param
 
@@ -129,6 +130,7 @@ def render_vis(
     redirected_relu: int = 16,
     normalize_gradients: bool | float = False,
     stop: StopCriterion | None = None,
+    importance: bool = False,
 ) -> RenderResult:
     """Optimise an image so that ``objective`` is maximised, and return it.
 
@@ -207,6 +209,17 @@ def render_vis(
         stop: a stopping criterion, called after each step with the step number and the
             losses so far, that may end the run early (such as
             :class:`featvis.loop.Plateau`; see :class:`featvis.loop.StopCriterion`).
+        importance: keep, in :attr:`RenderResult.importance`, where in each image the objective
+            looked: the absolute gradient with respect to the image, summed over the channels and
+            the steps, ``(N, H, W)`` (MACO's importance maps; shown by
+            :meth:`RenderResult.importance_overlay`). Needs gradients: not with a gradient-free
+            optimiser or ``compile``.
+
+    A parameterisation with an opacity channel (``featvis.param.image(..., alpha=True)``) gives
+    transparent pictures: each step composites its images over random backgrounds
+    (:class:`featvis.transforms.RandomBackground`, before the other transforms), and the result
+    keeps the opacity (``result.alpha``: RGBA PNGs, grids over a checkerboard). Add
+    :func:`featvis.objectives.transparency` to the objective to reward transparency.
 
     Returns:
         A :class:`RenderResult`. Ctrl-C stops the run early and still returns
@@ -249,18 +262,22 @@ def render_vis(
             start = image_param().detach()
         if transform is None:  # the defaults depend on the image's size
             transform = as_transform(None, size=tuple(start.shape[-2:]))
+        alpha = bool(getattr(image_param, "alpha", False))
+        if alpha:  # transparent images: onto a random background first, then the usual transforms
+            transform = Compose(RandomBackground(), transform)
         if isinstance(transform, nn.Module):
             transform = transform.to(device)
+        model_shape = (start.shape[0], start.shape[1] - alpha, *start.shape[2:])  # what the model takes
         parameters = [p for p in image_param.parameters() if p.requires_grad]
         if not parameters:
             raise ValueError("the parameterisation has no parameters that require gradients")
-        check_memory(model, list(objective.layers or ()), tuple(start.shape), prepare)  # only large runs
+        check_memory(model, list(objective.layers or ()), model_shape, prepare)  # only large runs
         if any(p.is_inference() for p in parameters):
             raise ValueError(
                 "the parameterisation was made inside torch.inference_mode(), whose tensors can never be "
                 "optimised: make it outside (render_vis itself may be called inside)"
             )
-        opt = make_optimizer(optimizer, parameters)
+        opt = make_optimizer(optimizer, parameters, lr=getattr(image_param, "learning_rate", None))
         loss = ObjectiveLoss(
             model,
             objective,
@@ -270,6 +287,7 @@ def render_vis(
             layout=layout,
             autocast=autocast,
             compile_options=compile_options,
+            importance=importance,
         )
         # the default optimiser's learning rate follows the step; one you pass is left alone
         step = GradientStep(
@@ -279,6 +297,8 @@ def render_vis(
             redirected_relu=redirected_relu,
             gradient_noise=gradient_noise,
         )
+        if importance and step.gradient_free:
+            raise ValueError("importance=True adds up gradients, and a gradient-free optimiser has none")
         try:
             with loss:
                 outcome = optimize(
@@ -294,14 +314,26 @@ def render_vis(
                 )
         except RuntimeError as error:  # torch.OutOfMemoryError is one
             if out_of_memory(error):  # said as what it is, never as a size problem
-                raise memory_error(error, tuple(start.shape), "a step (the forward and backward passes)") from error
+                raise memory_error(error, model_shape, "a step (the forward and backward passes)") from error
             raise
         final = step.current_images()
         if outcome.done and not step.gradient_free:
             _warn_if_unchanged(start, final, outcome.done, str(objective))
         images = final.float().cpu()
+        found = None
+        if importance:
+            found = (
+                loss.importance.cpu() if loss.importance is not None else torch.zeros(len(images), *images.shape[2:])
+            )
     return RenderResult(
-        images, outcome.snapshots, outcome.losses.cpu(), str(objective), outcome.done, outcome.interrupted
+        images,
+        outcome.snapshots,
+        outcome.losses.cpu(),
+        str(objective),
+        outcome.done,
+        outcome.interrupted,
+        alpha=alpha,
+        importance=found,
     )
 
 

@@ -47,6 +47,12 @@ class RenderResult:
         steps: the number of optimisation steps done.
         interrupted: ``True`` if the run was stopped early (Ctrl-C).
         units: for :func:`render_channels`, the unit shown by each image.
+        alpha: the images' last channel is their opacity (a transparent parameterisation,
+            ``featvis.param.image(..., alpha=True)``): PNGs are saved with it (RGBA), and grids and
+            notebooks show the images over a checkerboard.
+        importance: with ``render_vis(..., importance=True)``, ``(N, H, W)``: where in each image the
+            objective looked, the absolute gradient with respect to the image summed over the channels
+            and over the steps (see :meth:`importance_overlay`).
 
     Example:
         >>> result = RenderResult(torch.rand(2, 3, 8, 8), {}, torch.zeros(3), "demo", 3)
@@ -61,6 +67,8 @@ class RenderResult:
     steps: int
     interrupted: bool = False
     units: list[Any] = field(default_factory=list)
+    alpha: bool = False
+    importance: Tensor | None = None
 
     def __len__(self) -> int:
         return self.images.shape[0]
@@ -76,13 +84,13 @@ class RenderResult:
         return images.detach().float().cpu().permute(0, 2, 3, 1).numpy()
 
     def pil(self, images: Tensor | None = None) -> list[PILImage]:
-        """One PIL image per batch element (``"L"`` for 1 channel, else ``"RGB"``).
+        """One PIL image per batch element (``"L"`` for 1 channel, else ``"RGB"``; ``"RGBA"`` with :attr:`alpha`).
 
         Example:
             >>> RenderResult(torch.zeros(1, 1, 4, 4), {}, torch.zeros(1), "x", 1).pil()[0].mode
             'L'
         """
-        return to_pil(self.images if images is None else images)
+        return to_pil(self.images if images is None else images, alpha=self.alpha)
 
     def grid(
         self,
@@ -123,7 +131,7 @@ class RenderResult:
         if scale is None:
             scale = readable_scale(*shown.shape[-2:])
         options = GridOptions(nrow=nrow, padding=padding, labels=labels, scale=scale)
-        return grid(shown, options, units=self.units)
+        return grid(shown, options, units=self.units, alpha=self.alpha)
 
     def save(self, path: str | os.PathLike[str], index: int = 0) -> None:
         """Save one image (``index``) as a PNG file.
@@ -309,6 +317,37 @@ class RenderResult:
 
         return animation.animation(self, **options)
 
+    def importance_overlay(self, mode: str = "alpha", quantile: float = 0.99) -> RenderResult:
+        """A result that shows :attr:`importance` on the images: ``"alpha"`` makes it their opacity (the
+        pictures fade into a checkerboard where the objective did not look), ``"heat"`` darkens the
+        pictures and paints importance over them in red. Each image's importance is scaled to [0, 1]
+        by its ``quantile`` (so that a few very large values do not hide the rest).
+
+        Example:
+            >>> maps = torch.rand(2, 8, 8)
+            >>> result = RenderResult(torch.rand(2, 3, 8, 8), {}, torch.zeros(1), "x", 1, importance=maps)
+            >>> shown = result.importance_overlay()
+            >>> shown.alpha, tuple(shown.images.shape)
+            (True, (2, 4, 8, 8))
+        """
+        if self.importance is None:
+            raise ValueError("this result has no importance maps: render with render_vis(..., importance=True)")
+        if mode not in ("alpha", "heat"):
+            raise ValueError(f"mode must be 'alpha' or 'heat', got {mode!r}")
+        maps = self.importance.float()
+        scale = torch.quantile(maps.flatten(1), quantile, dim=1).clamp_min(1e-12)
+        weight = (maps / scale[:, None, None]).clamp(0, 1)[:, None]
+        colours = self.images[:, :-1] if self.alpha else self.images
+        if mode == "alpha":
+            shown, alpha = torch.cat([colours, weight], dim=1), True
+        else:
+            red = torch.zeros_like(colours[:, :3]) if colours.shape[1] >= 3 else torch.zeros_like(colours)
+            red[:, 0] = 1.0
+            shown, alpha = colours * 0.4 * (1 - weight) + red * weight + colours * 0.6 * weight, False
+        return RenderResult(
+            shown, {}, self.losses, self.objective, self.steps, self.interrupted, list(self.units), alpha
+        )
+
     @staticmethod
     def concatenate(results: Sequence[RenderResult]) -> RenderResult:
         """Join the results of several runs (images and snapshots along the batch). The losses are
@@ -342,4 +381,8 @@ class RenderResult:
             steps=steps,
             interrupted=any(r.interrupted for r in results),
             units=[u for r in results for u in r.units],
+            alpha=all(r.alpha for r in results),
+            importance=(
+                torch.cat([r.importance for r in results]) if all(r.importance is not None for r in results) else None
+            ),
         )

@@ -60,6 +60,8 @@ class ObjectiveLoss:
         compile_options: ``torch.compile`` options to compile the whole loss (the hooks then
             record without cutting the forward pass: the compiler drops the unused layers), or
             ``None``.
+        importance: add up, in :attr:`importance`, the absolute gradient of each backward pass with
+            respect to the parameterisation's images, summed over the channels: ``(N, H, W)``.
 
     Example:
         >>> from torch import nn
@@ -82,8 +84,14 @@ class ObjectiveLoss:
         layout: torch.memory_format | None = None,
         autocast: torch.dtype | None = None,
         compile_options: dict[str, Any] | None = None,
+        importance: bool = False,
     ) -> None:
+        if importance and compile_options is not None:
+            raise ValueError("importance=True needs the eager loss: it is not available with compile=")
         self.model = model
+        self.record_importance = importance
+        #: the absolute gradients with respect to the images, added up (with ``importance=True``)
+        self.importance: Tensor | None = None
         self.objective = as_objective(objective)
         self.images = images
         self.transform = transform
@@ -129,6 +137,8 @@ class ObjectiveLoss:
             torch.Size([1, 2, 4, 4])
         """
         images = self.images() if probe is None else probe.to(self.device)
+        if self.record_importance and probe is None and images.requires_grad:
+            images.register_hook(self._add_importance)
         transformed = self.transform(images)
         with self.mixed_precision():
             inputs = self.preprocess(transformed).to(self.dtype)
@@ -136,6 +146,10 @@ class ObjectiveLoss:
                 inputs = inputs.contiguous(memory_format=self.layout)
             with redirected_relu(redirect):
                 return capture.run(inputs, image=images)
+
+    def _add_importance(self, gradient: Tensor) -> None:
+        value = gradient.detach().abs().sum(dim=1).float()
+        self.importance = value if self.importance is None else self.importance + value
 
     def _loss(self, redirect: bool = False) -> Tensor:
         activations = self.activations(self.capture, redirect=redirect)

@@ -28,6 +28,7 @@
   });
   viewer.addEventListener("click", close);
   viewer.addEventListener("close", function () {
+    if (viewer.open) return; // shown again before this event came: keep its unit
     delete viewer.dataset.unit;
     history.replaceState(null, "", location.pathname + location.search);
   });

@@ -34,7 +34,7 @@ Example:
 
 from .batch import alignment, channel_interpolate, diversity
 from .core import Objective, ObjectiveFunction, ObjectiveLike, as_objective, channel, wrap_objective
-from .penalties import blur, l1, l2, total_variation
+from .penalties import blur, l1, l2, total_variation, transparency
 from .units import class_logit, class_prob, direction, direction_neuron, layer, neuron, token_centre, token_grid
 
 __all__ = [
@@ -58,5 +58,6 @@ __all__ = [
     "token_centre",
     "token_grid",
     "total_variation",
+    "transparency",
     "wrap_objective",
 ]

@@ -14,7 +14,7 @@ from torch import Tensor
 from ..hooks import INPUT, Activations, LayerRef, LayerSpec
 from .core import ObjectiveFunction, wrap_objective
 
-__all__ = ["blur", "l1", "l2", "total_variation"]
+__all__ = ["blur", "l1", "l2", "total_variation", "transparency"]
 
 
 def _image_like(acts: Activations, ref: LayerRef) -> Tensor:
@@ -94,5 +94,29 @@ def blur(layer: LayerSpec = INPUT) -> ObjectiveFunction:
         with torch.no_grad():
             blurred = F.avg_pool2d(image, 3, stride=1, padding=1, count_include_pad=False)
         return 0.5 * (image - blurred).square().mean()
+
+    return value
+
+
+@wrap_objective
+def transparency(layer: LayerSpec = INPUT) -> ObjectiveFunction:
+    """Reward: the mean transparency (one minus the opacity, the last channel) of images with an alpha
+    channel (``featvis.param.image(..., alpha=True)``). Add it, weighted, to an objective so that only
+    what the unit needs stays opaque; being a mean in [0, 1], its weight means the same at any size.
+
+    Example:
+        >>> from featvis.objectives import channel
+        >>> print(channel("layer3", 0) + 2 * transparency())
+        channel('layer3', 0) + 2 * transparency()
+    """
+
+    def value(acts: Activations) -> Tensor:
+        image = _image_like(acts, layer)
+        if image.shape[1] < 2:
+            raise ValueError(
+                f"transparency() needs images with an alpha channel (featvis.param.image(..., alpha=True)); "
+                f"{str(layer)!r} has {image.shape[1]} channel"
+            )
+        return 1 - image[:, -1].mean()
 
     return value

@@ -27,6 +27,9 @@ The package is split by concern; everything above is importable from ``featvis.p
   :class:`LaplacianPyramidImage`, :class:`LowResImage`;
 - ``featvis.param.magnitude``: MACO, :class:`MacoImage` and its amplitude spectra;
 - ``featvis.param.interpolation``: :class:`InterpolationImage`;
+- ``featvis.param.pattern``: :class:`CPPNImage` and :func:`cppn`, a picture at any resolution;
+- ``featvis.param.prior``: :class:`GeneratorImage` and :func:`generator`, the latents of a
+  generator of yours (a learned prior);
 - ``featvis.param.compose``: :class:`Image` and the factories.
 
 Example:
@@ -50,6 +53,8 @@ from .magnitude import MACO_SLOPE as MACO_SLOPE
 from .magnitude import NATURAL_CONTRAST_DECORRELATED as NATURAL_CONTRAST_DECORRELATED
 from .magnitude import NATURAL_CONTRAST_PLAIN as NATURAL_CONTRAST_PLAIN
 from .magnitude import MacoImage, natural_amplitude_spectrum, power_law_amplitude
+from .pattern import CPPNImage, composite_activation, cppn
+from .prior import GeneratorImage, generator
 from .spatial import DEFAULT_DECAY as DEFAULT_DECAY
 from .spatial import LARGE_IMAGE_DECAY as LARGE_IMAGE_DECAY
 from .spatial import FourierImage, LaplacianPyramidImage, LowResImage, PixelImage, default_decay, fourier_frequencies
@@ -59,16 +64,21 @@ __all__ = [
     "IMAGENET_COLOR_CORRELATION",
     "IMAGENET_COLOR_MEAN",
     "Basis",
+    "CPPNImage",
     "ColorDecorrelation",
     "FourierImage",
+    "GeneratorImage",
     "Image",
     "InterpolationImage",
     "LaplacianPyramidImage",
     "LowResImage",
     "MacoImage",
     "PixelImage",
+    "composite_activation",
+    "cppn",
     "default_decay",
     "fourier_frequencies",
+    "generator",
     "image",
     "interpolation_image",
     "laplacian_pyramid",

@@ -78,6 +78,10 @@ class Image(nn.Module):
         decorrelation: a :class:`ColorDecorrelation`, or ``None`` for none.
         output: ``"sigmoid"`` squashes smoothly into (0, 1); ``"clamp"`` adds the
             mean colour and clamps to [0, 1], letting gradients through unchanged.
+        alpha: the basis's last channel is the images' opacity (RGBA images, the alpha channel last):
+            it skips the colour decorrelation and goes through the same output function (0.5 at a raw 0).
+            ``render_vis`` then composites the images over random backgrounds at each step
+            (:class:`~featvis.transforms.RandomBackground`).
 
     Example:
         >>> p = Image(FourierImage(1, 3, 16, 16), ColorDecorrelation())
@@ -91,6 +95,7 @@ class Image(nn.Module):
         basis: nn.Module,
         decorrelation: ColorDecorrelation | None = None,
         output: OutputKind = "sigmoid",
+        alpha: bool = False,
     ) -> None:
         super().__init__()
         if output not in ("sigmoid", "clamp"):
@@ -98,16 +103,22 @@ class Image(nn.Module):
         self.basis = basis
         self.decorrelation = decorrelation
         self.output = output
+        self.alpha = bool(alpha)
         shape = tuple(basis().shape)
         if len(shape) != 4:
             raise ValueError(f"the basis must return (N, C, H, W) images, got shape {shape}")
+        if self.alpha and shape[1] < 2:
+            raise ValueError(f"alpha=True needs a basis of colour channels and an opacity channel, got {shape[1]}")
         self.shape: tuple[int, int, int, int] = shape  # type: ignore[assignment]
+        #: the learning rate ``render_vis``'s default optimiser uses for it (None: its own default)
+        self.learning_rate: float | None = None
         #: the seed the random start was drawn from; None: torch's global generator, or an image chosen
         self.start_seed: int | None = None
         self._drawn = self._fingerprint()  # None once a start is chosen: set, or looked at
-        if decorrelation is not None and decorrelation.channels != shape[1]:
+        colours = shape[1] - self.alpha
+        if decorrelation is not None and decorrelation.channels != colours:
             raise ValueError(
-                f"the colour decorrelation works on {decorrelation.channels} channels but the image has {shape[1]}"
+                f"the colour decorrelation works on {decorrelation.channels} channels but the image has {colours}"
             )
 
     @property
@@ -117,7 +128,7 @@ class Image(nn.Module):
 
     @property
     def channels(self) -> int:
-        """Number of channels of each image."""
+        """Number of channels of each image (with the opacity channel, when :attr:`alpha`)."""
         return self.shape[1]
 
     @property
@@ -185,20 +196,40 @@ class Image(nn.Module):
         self.start_seed = seed
         self._drawn = self._fingerprint()
 
+    def at_size(self, height: int, width: int | None = None) -> Image:
+        """This parameterisation drawn at ``height x width``, its parameters shared: for a basis that draws
+        at any size (one with ``at_size(height, width)``, such as :class:`CPPNImage`).
+
+        Example:
+            >>> from featvis.param import cppn
+            >>> cppn(16).at_size(64)().shape
+            torch.Size([1, 3, 64, 64])
+        """
+        resize = getattr(self.basis, "at_size", None)
+        if not callable(resize):
+            raise TypeError(f"{type(self.basis).__name__} draws at one size only; a CPPN (param.cppn) draws at any")
+        return Image(resize(height, width or height), self.decorrelation, self.output, self.alpha)
+
     def _mean(self, like: Tensor) -> Tensor:
         if self.decorrelation is not None:
             mean = self.decorrelation.mean
         else:
-            mean = torch.full((self.channels,), 0.5, device=like.device)
+            mean = torch.full((self.channels - self.alpha,), 0.5, device=like.device)
         return mean.to(like)[None, :, None, None]
 
     def forward(self) -> Tensor:
         self._drawn = None  # a start seen is a start chosen: render_vis keeps it
         raw = self.basis()
+        opacity = None
+        if self.alpha:
+            raw, opacity = raw[:, :-1], raw[:, -1:]
         colours = self.decorrelation(raw) if self.decorrelation is not None else raw
         if self.output == "sigmoid":
-            return torch.sigmoid(colours)
+            shown = torch.sigmoid(colours)
+            return shown if opacity is None else torch.cat([shown, torch.sigmoid(opacity)], dim=1)
         shifted = colours + self._mean(colours)
+        if opacity is not None:
+            shifted = torch.cat([shifted, opacity + 0.5], dim=1)
         # straight-through clamp: valid values forward, the raw gradient backward
         return shifted + (shifted.clamp(0.0, 1.0) - shifted).detach()
 
@@ -221,17 +252,25 @@ class Image(nn.Module):
         given = tuple(images.shape)
         if images.ndim == 3:
             images = images[None]
+        if self.alpha and images.ndim == 4 and images.shape[1] == self.channels - 1:  # colours: start opaque
+            images = torch.cat([images, torch.ones_like(images[:, :1])], dim=1)
         if images.ndim != 4 or images.shape[1:] != torch.Size(self.shape[1:]) or images.shape[0] not in (1, self.batch):
             raise ValueError(
                 f"the starting image must have shape ({self.batch}, {self.channels}, {self.height}, {self.width}) "
                 f"or ({self.channels}, {self.height}, {self.width}) to match this parameterisation, got {given}"
             )
         images = images.expand(self.batch, -1, -1, -1)
+        opacity = None
+        if self.alpha:
+            images, opacity = images[:, :-1], images[:, -1:]
         if self.output == "sigmoid":
             colours = torch.logit(images.clamp(1e-3, 1 - 1e-3))
         else:
             colours = images - self._mean(images)
         raw = self.decorrelation.inverse(colours) if self.decorrelation is not None else colours
+        if opacity is not None:
+            raw_opacity = torch.logit(opacity.clamp(1e-3, 1 - 1e-3)) if self.output == "sigmoid" else opacity - 0.5
+            raw = torch.cat([raw, raw_opacity], dim=1)
         set_raw = getattr(self.basis, "set_raw", None)
         if set_raw is None:
             raise TypeError(f"{type(self.basis).__name__} has no set_raw(raw) method to start from an image")
@@ -314,6 +353,7 @@ def image(
     init: Tensor | None = None,
     basis: BasisKind | type[nn.Module] | nn.Module | None = None,
     seed: int | None = None,
+    alpha: bool = False,
 ) -> Image:
     """Build the usual parameterisation in one call.
 
@@ -344,6 +384,10 @@ def image(
             gives the same start image (pass the same ``seed`` to ``render_vis`` too, and the whole
             run repeats). ``None``: from torch's global random state. Torch's global state is left
             as it was either way.
+        alpha: add an opacity channel (RGBA images: ``channels + 1`` of them, the opacity last),
+            for transparent pictures: ``render_vis`` composites them over random backgrounds at
+            each step, and :func:`featvis.objectives.transparency` rewards transparency. A basis
+            class or module then makes ``channels + 1`` channels; not with ``"maco"``.
 
     Example:
         >>> p = image(64, 48, batch=4, channels=1)
@@ -359,7 +403,7 @@ def image(
         True
     """
     with _start_drawn_with(seed):  # a basis class of yours draws from torch's global generator, seeded
-        made = _image(w, h, batch, channels, fft, decorrelate, decay, sd, output, basis)
+        made = _image(w, h, batch, channels, fft, decorrelate, decay, sd, output, basis, alpha)
     return _start_from(made, seed, init)
 
 
@@ -387,9 +431,11 @@ def _image(
     sd: float,
     output: OutputKind,
     basis: BasisKind | type[nn.Module] | nn.Module | None,
+    alpha: bool = False,
 ) -> Image:
     h = w if h is None else h
     check_size(batch, channels, h, w)
+    colours, channels = channels, channels + int(alpha)  # the basis makes the opacity too
     decay = default_decay(h, w) if decay is None else decay
     kind = basis if basis is not None else ("fourier" if fft else "pixel")
     chosen: nn.Module
@@ -403,6 +449,8 @@ def _image(
         elif kind == "lowres":
             chosen = LowResImage(batch, channels, h, w, sd=sd)
         elif kind == "maco":
+            if alpha:
+                raise ValueError("alpha=True works with the 'fourier', 'pixel', 'laplacian' and 'lowres' bases")
             amplitude = power_law_amplitude(h, w, channels, decorrelate=decorrelate, output=output)
             chosen = MacoImage(batch, channels, h, w, amplitude)
         else:
@@ -417,8 +465,8 @@ def _image(
         raise TypeError(f"basis must be {_ACCEPTED}, got {kind!r} of type {type(kind).__name__}")
     decorrelation = None
     if decorrelate:
-        decorrelation = ColorDecorrelation() if channels == 3 else ColorDecorrelation.identity(channels)
-    return Image(chosen, decorrelation, output=output)
+        decorrelation = ColorDecorrelation() if colours == 3 else ColorDecorrelation.identity(colours)
+    return Image(chosen, decorrelation, output=output, alpha=alpha)
 
 
 # ---- factories for the other bases ----------------------------------------------------------

@@ -2,7 +2,7 @@
 
 Each transform is an :class:`torch.nn.Module` mapping an image batch
 ``(N, C, H, W)`` to an image batch. The random ones draw their parameters
-**independently for each image** from torch's random number generator, and apply
+**independently for each image** from the run's own generator (``featvis.generators``), and apply
 them all in one batched, differentiable ``grid_sample`` on the image's device.
 They keep the image size, so models with a fixed input size work too; the part
 of the frame that the moved image no longer covers is filled (grey by default).
@@ -21,6 +21,8 @@ The package is split by concern; everything here is importable from ``featvis.tr
 - ``featvis.transforms.geometry``: :class:`Pad`, :class:`RandomAffine` and its kinds
   (:class:`RandomCrop`, :class:`Jitter`, :class:`RandomScale`, :class:`RandomRotate`);
 - ``featvis.transforms.filters``: :class:`RandomBlur`, :class:`Normalize`;
+- ``featvis.transforms.background``: :class:`RandomBackground`, which composites transparent
+  images over random backgrounds (``render_vis`` puts it first for a parameterisation with alpha);
 - ``featvis.transforms.compose``: :class:`Compose`, :class:`Lambda`, :func:`set_step` (and
   :func:`step_setters`);
 - ``featvis.transforms.defaults``: :func:`standard`, :func:`crops`, :func:`for_size`,
@@ -36,6 +38,7 @@ Example:
 
 from __future__ import annotations
 
+from .background import BACKGROUNDS, RandomBackground
 from .compose import Compose, Lambda, set_step, step_setters
 from .defaults import TransformSpec, as_transform, crops, for_size, standard
 from .filters import IMAGENET_MEAN, IMAGENET_STD, Normalize, RandomBlur
@@ -44,6 +47,7 @@ from .geometry import Fill as Fill
 from .geometry import Jitter, Pad, RandomAffine, RandomCrop, RandomRotate, RandomScale
 
 __all__ = [
+    "BACKGROUNDS",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "Compose",
@@ -52,6 +56,7 @@ __all__ = [
     "Normalize",
     "Pad",
     "RandomAffine",
+    "RandomBackground",
     "RandomBlur",
     "RandomCrop",
     "RandomRotate",
