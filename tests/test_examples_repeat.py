@@ -38,6 +38,9 @@ CIFAR_EXAMPLES = {
     "deepdream": "--steps 2 --octaves 2 --size 48 --image {photo} --weights-dir {weights}",
     "dataset_examples": "--steps 2 --k 2 --channels 0 --images {photos} --weights-dir {weights}",
     "torchvision_channels": "--steps 2 --size 48 --channels 0 1",
+    "transparency": "--steps 2 --channels 5 25 --weights-dir {weights}",
+    "accentuation": "--steps 2 --classes frog --strengths 1 --weights-dir {weights}",
+    "priors": "--steps 2 --train-steps 3 --channels 5 --classes cat --weights-dir {weights}",
 }
 IMAGENET_EXAMPLES = {
     "imagenet_classes": "--steps 2 --size 48 --classes goldfish daisy",

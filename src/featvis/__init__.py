@@ -20,13 +20,16 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # what the names below are; at run time each is imported when first used
     from . import (
+        accentuation,
         animation,
+        backward_hooks,
         batching,
         dataset,
         dataset_examples,
         distributed,
         dream,
         gallery,
+        generators,
         gradients,
         grid,
         hooks,
@@ -47,6 +50,7 @@ if TYPE_CHECKING:  # what the names below are; at run time each is imported when
         transforms,
         whole_model,
     )
+    from .accentuation import accentuate
     from .batching import auto_batch_size
     from .dataset import top_activating
     from .dream import deepdream
@@ -59,6 +63,7 @@ if TYPE_CHECKING:  # what the names below are; at run time each is imported when
 
 #: the public functions and classes, and the module each comes from
 _NAMES = {
+    "accentuate": "accentuation",
     "auto_batch_size": "batching",
     "top_activating": "dataset",
     "deepdream": "dream",
@@ -73,9 +78,10 @@ _NAMES = {
 }
 #: the public modules
 _MODULES = {
-    "animation", "batching", "dataset", "dataset_examples", "distributed", "dream", "gallery", "gradients", "grid",
-    "hooks", "jobs", "loop", "model_index", "models", "objectives", "optim", "param", "probe", "receptive", "render",
-    "result", "sizes", "state", "step", "threads", "transforms", "whole_model",
+    "accentuation", "animation", "backward_hooks", "batching", "dataset", "dataset_examples", "distributed", "dream",
+    "gallery", "generators", "gradients", "grid", "hooks", "jobs", "loop", "model_index", "models", "objectives",
+    "optim", "param", "probe", "receptive", "render", "result", "sizes", "state", "step", "threads", "transforms",
+    "whole_model",
 }  # fmt: skip
 
 
@@ -100,8 +106,11 @@ __all__ = [
     "LayerRef",
     "Objective",
     "RenderResult",
+    "accentuate",
+    "accentuation",
     "animation",
     "auto_batch_size",
+    "backward_hooks",
     "batching",
     "dataset",
     "dataset_examples",
@@ -109,6 +118,7 @@ __all__ = [
     "distributed",
     "dream",
     "gallery",
+    "generators",
     "gradients",
     "grid",
     "hooks",

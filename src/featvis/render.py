@@ -277,7 +277,10 @@ def render_vis(
                 "the parameterisation was made inside torch.inference_mode(), whose tensors can never be "
                 "optimised: make it outside (render_vis itself may be called inside)"
             )
-        opt = make_optimizer(optimizer, parameters, lr=getattr(image_param, "learning_rate", None))
+        # a parameterisation may name its own learning rate (a CPPN's): kept constant, since the default
+        # schedule is the Fourier basis's
+        own_rate = getattr(image_param, "learning_rate", None)
+        opt = make_optimizer(optimizer, parameters, lr=own_rate)
         loss = ObjectiveLoss(
             model,
             objective,
@@ -293,7 +296,7 @@ def render_vis(
         step = GradientStep(
             loss,
             opt,
-            schedule=default_schedule(opt) if optimizer is None else None,
+            schedule=default_schedule(opt) if optimizer is None and own_rate is None else None,
             redirected_relu=redirected_relu,
             gradient_noise=gradient_noise,
         )

@@ -143,7 +143,9 @@ def cppn(
     """A CPPN parameterisation (:class:`CPPNImage`, then a sigmoid; no colour decorrelation): a picture
     that is a smooth function of the coordinates, drawn again at any size with
     :meth:`~featvis.param.Image.at_size`. Its weights want a smaller step than a Fourier spectrum:
-    its ``learning_rate`` (:data:`CPPN_LEARNING_RATE`) is what ``render_vis``'s default optimiser uses.
+    its ``learning_rate`` (:data:`CPPN_LEARNING_RATE`) is what ``render_vis``'s default optimiser uses,
+    constant (the default schedule is the Fourier basis's). A CPPN's colours can saturate, a unit's
+    picture then staying flat: try another seed, or more steps.
 
     Args:
         w, h, batch, channels: as in :func:`~featvis.param.image`.

@@ -56,6 +56,8 @@ class GeneratorImage(nn.Module):
         batch: how many images.
         output: ``"tanh"`` (the default: ``(x + 1) / 2``), ``"sigmoid"``, ``"clamp"`` or a function.
         sd: the random latents' standard deviation (the generator's prior, usually 1).
+        bound: keep each latent value within ``(-bound, bound)`` (``bound * tanh(latent / bound)``), where
+            the generator was trained; ``None`` for no bound.
 
     Example:
         >>> import torch
@@ -72,8 +74,12 @@ class GeneratorImage(nn.Module):
         batch: int = 1,
         output: GeneratorOutput = "tanh",
         sd: float = 1.0,
+        bound: float | None = None,
     ) -> None:
         super().__init__()
+        if bound is not None and not bound > 0:
+            raise ValueError(f"bound must be a positive number or None, got {bound!r}")
+        self.bound = None if bound is None else float(bound)
         if not isinstance(generator, nn.Module):
             raise TypeError(f"generator must be a torch.nn.Module (latent -> images), got {type(generator).__name__}")
         shape = tuple(int(size) for size in latent_shape)
@@ -144,7 +150,8 @@ class GeneratorImage(nn.Module):
 
     def forward(self) -> Tensor:
         self._drawn = None  # looked at: a start chosen
-        return self._to_unit(self.generator(self.latent))
+        latent = self.latent if self.bound is None else self.bound * torch.tanh(self.latent / self.bound)
+        return self._to_unit(self.generator(latent))
 
     def _apply(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> GeneratorImage:
         super()._apply(fn, *args, **kwargs)
@@ -159,6 +166,7 @@ def generator(
     *,
     output: GeneratorOutput = "tanh",
     sd: float = 1.0,
+    bound: float | None = None,
     seed: int | None = None,
 ) -> GeneratorImage:
     """A parameterisation by your generator: optimise the latents of ``model`` (latent -> image), so that
@@ -170,6 +178,8 @@ def generator(
         batch: how many images.
         output: how its output becomes [0, 1]: ``"tanh"``, ``"sigmoid"``, ``"clamp"`` or a function.
         sd: the latents' standard deviation.
+        bound: keep the latent values within ``(-bound, bound)`` (e.g. 3 for a generator trained on
+            standard normal latents); ``None`` for no bound.
         seed: draw the latents from a generator seeded with this (``render_vis(..., seed=)`` also
             draws latents nobody chose from its seed).
 
@@ -179,7 +189,7 @@ def generator(
         >>> generator(decoder, (16,), batch=4, seed=1)().shape
         torch.Size([4, 3, 8, 8])
     """
-    made = GeneratorImage(model, latent_shape, batch=batch, output=output, sd=sd)
+    made = GeneratorImage(model, latent_shape, batch=batch, output=output, sd=sd, bound=bound)
     if check_seed(seed) is not None:
         made.draw_start(seed)
     return made
