@@ -168,3 +168,21 @@ def test_importance_is_refused_where_there_is_no_gradient_and_kept_by_render_cha
             model, "2", [0, 1, 2], batch_size=2, size=8, steps=2, importance=True, progress=False
         )
     assert many.importance is not None and many.importance.shape == (3, 8, 8)
+
+
+def test_a_gallery_of_transparent_units_writes_rgba_pictures_and_measures_them_over_grey(tmp_path: object) -> None:
+    from pathlib import Path
+
+    from featvis.gallery import render_gallery, unit_activations
+
+    model = small_model()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        gallery = render_gallery(
+            model, "2", Path(str(tmp_path)), [0, 1], size=12, steps=3, seed=0,
+            param=lambda n: param.image(12, batch=n, alpha=True),
+        )  # fmt: skip
+    assert [PILImage.open(p).mode for p in gallery.images] == ["RGBA", "RGBA"]
+    rgba = gallery.result.images
+    over_grey = rgba[:, :3] * rgba[:, 3:] + 0.5 * (1 - rgba[:, 3:])
+    assert torch.allclose(gallery.activations, unit_activations(model, "2", over_grey, [0, 1]))

@@ -434,9 +434,10 @@ def render_gallery(
     recorder = CurveRecorder()
     result = render_channels(model, layer, channels, steps=steps, progress=progress, unit=recorder, **render_kwargs)
     curves = recorder.curves(result.steps)[: len(result)]
-    activations = unit_activations(
-        model, layer, result.images, result.units, preprocess=render_kwargs.get("preprocess")
-    )
+    measured = result.images
+    if result.alpha:  # transparent pictures are measured over mid-grey
+        measured = measured[:, :-1] * measured[:, -1:] + 0.5 * (1 - measured[:, -1:])
+    activations = unit_activations(model, layer, measured, result.units, preprocess=render_kwargs.get("preprocess"))
     written = write_gallery(
         directory,
         result,
