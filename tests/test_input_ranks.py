@@ -110,6 +110,8 @@ def test_a_neuron_of_a_vit_is_at_the_centre_patch_not_the_middle_token() -> None
     # the centre of the 4x4 grid is row 2, column 2: token 1 + 2 * 4 + 2 = 11 (not 17 // 2 = 8)
     assert torch.equal(O.neuron("block", 3)(acts), tokens[:, 11, 3].mean())
     assert torch.equal(O.neuron("block", 3, x=8)(acts), tokens[:, 8, 3].mean())
+    # a channel is its mean over the 16 patches: the class token is no position of the picture
+    assert torch.allclose(O.channel("block", 3)(acts), tokens[:, 1:, 3].mean())
     # with y, (y, x) is a patch's row and column in the grid, after the class token
     assert torch.equal(O.neuron("block", 3, x=0, y=3)(acts), tokens[:, 1 + 3 * 4 + 0, 3].mean())
     assert torch.equal(O.neuron("block", 3, y=1)(acts), tokens[:, 1 + 1 * 4 + 2, 3].mean())  # centre column

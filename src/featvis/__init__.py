@@ -28,6 +28,7 @@ if TYPE_CHECKING:  # what the names below are; at run time each is imported when
         dataset_examples,
         distributed,
         dream,
+        factorisation,
         gallery,
         generators,
         gradients,
@@ -54,6 +55,7 @@ if TYPE_CHECKING:  # what the names below are; at run time each is imported when
     from .batching import auto_batch_size
     from .dataset import top_activating
     from .dream import deepdream
+    from .factorisation import reduce
     from .gallery import render_gallery
     from .hooks import LayerRef, layer_names
     from .objectives import Objective
@@ -67,6 +69,7 @@ _NAMES = {
     "auto_batch_size": "batching",
     "top_activating": "dataset",
     "deepdream": "dream",
+    "reduce": "factorisation",
     "render_gallery": "gallery",
     "LayerRef": "hooks",
     "layer_names": "hooks",
@@ -79,9 +82,9 @@ _NAMES = {
 #: the public modules
 _MODULES = {
     "accentuation", "animation", "backward_hooks", "batching", "dataset", "dataset_examples", "distributed", "dream",
-    "gallery", "generators", "gradients", "grid", "hooks", "jobs", "loop", "model_index", "models", "objectives",
-    "optim", "param", "probe", "receptive", "render", "result", "sizes", "state", "step", "threads", "transforms",
-    "whole_model",
+    "factorisation", "gallery", "generators", "gradients", "grid", "hooks", "jobs", "loop", "model_index", "models",
+    "objectives", "optim", "param", "probe", "receptive", "render", "result", "sizes", "state", "step", "threads",
+    "transforms", "whole_model",
 }  # fmt: skip
 
 
@@ -117,6 +120,7 @@ __all__ = [
     "deepdream",
     "distributed",
     "dream",
+    "factorisation",
     "gallery",
     "generators",
     "gradients",
@@ -132,6 +136,7 @@ __all__ = [
     "param",
     "probe",
     "receptive",
+    "reduce",
     "render_channels",
     "render_gallery",
     "render_model",

@@ -24,6 +24,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -45,6 +46,7 @@ __all__ = [
     "layer_names",
     "model_device_dtype",
     "resolve_layer",
+    "token_grid",
 ]
 
 
@@ -236,6 +238,22 @@ class Activations:
         except (LookupError, ValueError, TypeError):
             return False
         return True
+
+
+def token_grid(count: int) -> tuple[int, int] | None:
+    """``(first, side)`` when ``count`` tokens are a square grid of ``side x side`` patches in
+    row-major order after ``first`` leading tokens: 1 + k * k tokens (a ViT's class token, then its
+    patches) or k * k (patches alone), k >= 2; ``None`` otherwise.
+
+    Example:
+        >>> token_grid(197), token_grid(16), token_grid(12)
+        ((1, 14), (0, 4), None)
+    """
+    for first in (1, 0):
+        side = math.isqrt(max(count - first, 0))
+        if side >= 2 and side * side == count - first:
+            return first, side
+    return None
 
 
 def layer_label(ref: LayerRef) -> str:

@@ -20,7 +20,7 @@ from typing import Any, NamedTuple, Union
 import torch
 from torch import Tensor
 
-from ..hooks import Activations, LayerRef, LayerSpec
+from ..hooks import Activations, LayerRef, LayerSpec, token_grid
 
 __all__ = ["Objective", "ObjectiveFunction", "ObjectiveLike", "as_objective", "channel", "wrap_objective"]
 
@@ -387,7 +387,9 @@ def _same(value: Any, default: Any) -> bool:
 
 @wrap_objective(unit="channel")
 def channel(layer: LayerSpec, channel: int, batch: int | None = None) -> ObjectiveFunction:
-    """The mean activation of one channel over all positions.
+    """The mean activation of one channel over all positions. For a ViT's tokens (a class token and a
+    square grid of patches, :func:`~featvis.hooks.token_grid`), over the patches only: the class token
+    is no position of the picture.
 
     Example:
         >>> print(channel("features.12", 30, batch=1))
@@ -395,6 +397,11 @@ def channel(layer: LayerSpec, channel: int, batch: int | None = None) -> Objecti
     """
 
     def value(acts: Activations) -> Tensor:
-        return acts.units(layer, batch, channel=channel).mean()
+        units = acts.units(layer, batch, channel=channel)
+        if acts.tokens(layer):
+            grid = token_grid(units.shape[-1])
+            if grid is not None:
+                units = units[..., grid[0] :]  # the patches, after the class token
+        return units.mean()
 
     return value

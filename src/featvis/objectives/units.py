@@ -7,13 +7,12 @@ Example:
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import torch
 from torch import Tensor
 
-from ..hooks import Activations, LayerRef, LayerSpec, check_index, layer_label, pick_batch
+from ..hooks import Activations, LayerRef, LayerSpec, check_index, layer_label, pick_batch, token_grid
 from .core import ObjectiveFunction, channel, wrap_objective
 
 __all__ = [
@@ -38,22 +37,6 @@ def _logits(acts: Activations, ref: LayerRef, batch: int | None, index: int) -> 
         )
     check_index(logits, index, ref, what="class")
     return logits
-
-
-def token_grid(count: int) -> tuple[int, int] | None:
-    """``(first, side)`` when ``count`` tokens are a square grid of ``side x side`` patches in
-    row-major order after ``first`` leading tokens: 1 + k * k tokens (a ViT's class token, then its
-    patches) or k * k (patches alone), k >= 2; ``None`` otherwise.
-
-    Example:
-        >>> token_grid(197), token_grid(16), token_grid(12)
-        ((1, 14), (0, 4), None)
-    """
-    for first in (1, 0):
-        side = math.isqrt(max(count - first, 0))
-        if side >= 2 and side * side == count - first:
-            return first, side
-    return None
 
 
 def token_centre(count: int) -> int:

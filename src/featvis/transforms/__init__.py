@@ -21,6 +21,7 @@ The package is split by concern; everything here is importable from ``featvis.tr
 - ``featvis.transforms.geometry``: :class:`Pad`, :class:`RandomAffine` and its kinds
   (:class:`RandomCrop`, :class:`Jitter`, :class:`RandomScale`, :class:`RandomRotate`);
 - ``featvis.transforms.filters``: :class:`RandomBlur`, :class:`Normalize`;
+- ``featvis.transforms.colour``: :class:`ColorJitter` and :class:`GaussianNoise` (for ViTs);
 - ``featvis.transforms.background``: :class:`RandomBackground`, which composites transparent
   images over random backgrounds (``render_vis`` puts it first for a parameterisation with alpha);
 - ``featvis.transforms.compose``: :class:`Compose`, :class:`Lambda`, :func:`set_step` (and
@@ -39,6 +40,7 @@ Example:
 from __future__ import annotations
 
 from .background import BACKGROUNDS, RandomBackground
+from .colour import ColorJitter, GaussianNoise
 from .compose import Compose, Lambda, set_step, step_setters
 from .defaults import TransformSpec, as_transform, crops, for_size, standard
 from .filters import IMAGENET_MEAN, IMAGENET_STD, Normalize, RandomBlur
@@ -50,7 +52,9 @@ __all__ = [
     "BACKGROUNDS",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
+    "ColorJitter",
     "Compose",
+    "GaussianNoise",
     "Jitter",
     "Lambda",
     "Normalize",
