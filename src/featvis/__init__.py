@@ -28,6 +28,7 @@ if TYPE_CHECKING:  # what the names below are; at run time each is imported when
         dataset_examples,
         distributed,
         dream,
+        facets,
         factorisation,
         gallery,
         generators,
@@ -82,9 +83,9 @@ _NAMES = {
 #: the public modules
 _MODULES = {
     "accentuation", "animation", "backward_hooks", "batching", "dataset", "dataset_examples", "distributed", "dream",
-    "factorisation", "gallery", "generators", "gradients", "grid", "hooks", "jobs", "loop", "model_index", "models",
-    "objectives", "optim", "param", "probe", "receptive", "render", "result", "sizes", "state", "step", "threads",
-    "transforms", "whole_model",
+    "facets", "factorisation", "gallery", "generators", "gradients", "grid", "hooks", "jobs", "loop", "model_index",
+    "models", "objectives", "optim", "param", "probe", "receptive", "render", "result", "sizes", "state", "step",
+    "threads", "transforms", "whole_model",
 }  # fmt: skip
 
 
@@ -120,6 +121,7 @@ __all__ = [
     "deepdream",
     "distributed",
     "dream",
+    "facets",
     "factorisation",
     "gallery",
     "generators",
