@@ -41,6 +41,7 @@ CIFAR_EXAMPLES = {
     "transparency": "--steps 2 --channels 5 25 --weights-dir {weights}",
     "accentuation": "--steps 2 --classes frog --strengths 1 --weights-dir {weights}",
     "priors": "--steps 2 --train-steps 3 --channels 5 --classes cat --weights-dir {weights}",
+    "building_blocks": "--steps 2 --factors 2 --weights-dir {weights}",
 }
 IMAGENET_EXAMPLES = {
     "imagenet_classes": "--steps 2 --size 48 --classes goldfish daisy",

@@ -60,3 +60,23 @@ def test_the_facet_steers_a_units_picture_towards_the_theme() -> None:
     assert redness(steered) > redness(plain) + 0.2
     with pytest.raises(ValueError, match="at least 2 images of each set"):
         fit_facet(model, "1", red[:1], blue)
+
+
+def test_the_vit_recipe_raises_a_post_gelu_unit_of_a_small_torchvision_vit() -> None:
+    """Ghiasi et al.'s recipe on torchvision's VisionTransformer (random weights, small): the MLP's expanded
+    units after the GELU, colour jitter and noise beside the usual transforms, a channel over the patches."""
+    from torchvision.models import VisionTransformer
+
+    torch.manual_seed(0)
+    vit = VisionTransformer(image_size=32, patch_size=8, num_layers=2, num_heads=2, hidden_dim=32, mlp_dim=64).eval()
+    layer = "encoder.layers.encoder_layer_1.mlp.1"  # Linear(32, 64), GELU: the GELU's output
+    transforms = [
+        featvis.transforms.ColorJitter(0.1, 0.1, 0.1),
+        featvis.transforms.GaussianNoise(0.02),
+        featvis.transforms.standard(),
+    ]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = featvis.render_vis(vit, f"{layer}:7", size=32, steps=32, seed=0, progress=False, transforms=transforms)
+    assert result.images.shape == (1, 3, 32, 32)
+    assert float(result.losses[-4:].mean()) < float(result.losses[:2].mean())
