@@ -50,6 +50,7 @@ if TYPE_CHECKING:  # what the names below are; at run time each is imported when
         step,
         threads,
         transforms,
+        trust,
         whole_model,
     )
     from .accentuation import accentuate
@@ -85,7 +86,7 @@ _MODULES = {
     "accentuation", "animation", "backward_hooks", "batching", "dataset", "dataset_examples", "distributed", "dream",
     "facets", "factorisation", "gallery", "generators", "gradients", "grid", "hooks", "jobs", "loop", "model_index",
     "models", "objectives", "optim", "param", "probe", "receptive", "render", "result", "sizes", "state", "step",
-    "threads", "transforms", "whole_model",
+    "threads", "transforms", "trust", "whole_model",
 }  # fmt: skip
 
 
@@ -150,6 +151,7 @@ __all__ = [
     "threads",
     "top_activating",
     "transforms",
+    "trust",
     "whole_model",
 ]
 

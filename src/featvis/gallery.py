@@ -37,12 +37,14 @@ from typing import Any, Callable
 import torch
 from torch import Tensor, nn
 
+from .dataset import top_activating
 from .hooks import ActivationCapture, Activations, LayerRef, LayerSpec, model_device_dtype
 from .models import resolve_preprocess
 from .objectives import Objective, channel
 from .render import render_channels
 from .result import RenderResult
 from .state import rendering_state
+from .trust import trust_scores
 
 __all__ = [
     "CurveRecorder",
@@ -73,6 +75,7 @@ class Gallery:
         curves: ``(units, steps)``: each unit's objective (its channel's mean activation on the
             transformed image, the loss of its own image with the sign flipped) at every step.
         activations: ``(units,)``: each unit's mean activation on its final, untransformed image.
+        trust: ``(units,)``: each picture's trust score (with ``trust_data``), else ``None``.
 
     Example:
         >>> Gallery.__dataclass_fields__.keys() >= {"index", "images", "curves", "activations"}
@@ -86,6 +89,7 @@ class Gallery:
     result: RenderResult
     curves: Tensor
     activations: Tensor
+    trust: Tensor | None = None
 
 
 class CurveRecorder:
@@ -274,6 +278,7 @@ def write_gallery(
     model_name: str = "model",
     layer: str = "",
     thumbnail: int | None = None,
+    trust: Sequence[float] | Tensor | None = None,
 ) -> list[Path]:
     """Write one PNG per image of ``result`` and an ``index.html`` showing them, into ``directory``.
 
@@ -292,6 +297,7 @@ def write_gallery(
         layer: shown in the title.
         thumbnail: the thumbnails' smallest width in CSS pixels (default: four times the images'
             width, but from 96 to 160); the grid's columns stretch to fill the page's width.
+        trust: one trust score per image (:func:`featvis.trust.trust_scores`), shown in its caption.
 
     Returns:
         The paths written: the PNGs in order, then ``index.html``.
@@ -315,6 +321,9 @@ def write_gallery(
     shown_activations = None if activations is None else [float(a) for a in activations]
     if shown_activations is not None and len(shown_activations) != count:
         raise ValueError(f"got {len(shown_activations)} activations for {count} images; give one per image")
+    shown_trust = None if trust is None else [float(t) for t in trust]
+    if shown_trust is not None and len(shown_trust) != count:
+        raise ValueError(f"got {len(shown_trust)} trust scores for {count} images; give one per image")
 
     folder = Path(directory)
     folder.mkdir(parents=True, exist_ok=True)
@@ -332,6 +341,11 @@ def write_gallery(
         title = f"unit {unit}"
         if activation:
             title += f" · final activation {activation}"
+        trusted = ""
+        if shown_trust is not None:
+            score = f"trust {shown_trust[position]:.2f}"
+            trusted = f'<span class="trust" title="how alike its natural examples the network sees it">{score}</span>'
+            title += f" · {score}"
         curve = ""
         if curves is not None and curves.shape[1] >= 2:
             row = [float(v) for v in curves[position]]
@@ -345,7 +359,7 @@ def write_gallery(
             "</a>"
             f'<figcaption><span class="name">unit {html.escape(str(unit))}</span>'
             f'<span class="activation" title="mean activation of the final image">{html.escape(activation)}</span>'
-            f"</figcaption>{curve}</figure>"
+            f"{trusted}</figcaption>{curve}</figure>"
         )
     steps = result.steps
     heading = f"{model_name} · {layer}" if layer else model_name
@@ -401,6 +415,8 @@ def render_gallery(
     steps: int = 128,
     model_name: str | None = None,
     progress: bool = False,
+    trust_data: Any = None,
+    trust_k: int = 9,
     **render_kwargs: Any,
 ) -> Gallery:
     """Render units of ``layer`` (every channel by default) and write them as a browsable gallery.
@@ -417,6 +433,11 @@ def render_gallery(
         steps: optimisation steps per image.
         model_name: shown in the page's title (default: the model's class name).
         progress: show progress bars.
+        trust_data: natural images (a tensor batch, a ``DataLoader`` or any iterable of batches, as
+            :func:`featvis.top_activating` takes): each unit's ``trust_k`` top images among them are
+            found, and each picture's trust score against them (:func:`featvis.trust.trust_scores`)
+            is shown in its caption and kept in :attr:`Gallery.trust`.
+        trust_k: how many top natural images per unit.
         **render_kwargs: passed to :func:`featvis.render_channels` (``size``, ``batch_size``,
             ``seed``, ``transforms``, ``preprocess``, ...).
 
@@ -438,6 +459,13 @@ def render_gallery(
     if result.alpha:  # transparent pictures are measured over mid-grey
         measured = measured[:, :-1] * measured[:, -1:] + 0.5 * (1 - measured[:, -1:])
     activations = unit_activations(model, layer, measured, result.units, preprocess=render_kwargs.get("preprocess"))
+    trust = None
+    if trust_data is not None:
+        ref = LayerRef.parse(layer)
+        data = [trust_data] if isinstance(trust_data, Tensor) else trust_data
+        found = top_activating(model, data, [(str(ref), u) for u in result.units], k=trust_k, progress=False)
+        examples = torch.stack([examples.images for examples in found])
+        trust = trust_scores(model, ref, measured, examples, preprocess=render_kwargs.get("preprocess"))
     written = write_gallery(
         directory,
         result,
@@ -445,5 +473,6 @@ def render_gallery(
         activations=activations,
         model_name=model_name or type(model).__name__,
         layer=str(LayerRef.parse(layer)),
+        trust=trust,
     )
-    return Gallery(Path(directory), written[-1], written[:-1], list(result.units), result, curves, activations)
+    return Gallery(Path(directory), written[-1], written[:-1], list(result.units), result, curves, activations, trust)

@@ -34,6 +34,7 @@ Example:
 
 from .batch import alignment, channel_interpolate, diversity
 from .core import Objective, ObjectiveFunction, ObjectiveLike, as_objective, channel, wrap_objective
+from .matching import match_distribution
 from .penalties import blur, l1, l2, total_variation, transparency
 from .units import class_logit, class_prob, direction, direction_neuron, layer, neuron, token_centre, token_grid
 
@@ -54,6 +55,7 @@ __all__ = [
     "l1",
     "l2",
     "layer",
+    "match_distribution",
     "neuron",
     "token_centre",
     "token_grid",
