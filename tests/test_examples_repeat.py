@@ -42,6 +42,7 @@ CIFAR_EXAMPLES = {
     "accentuation": "--steps 2 --classes frog --strengths 1 --weights-dir {weights}",
     "priors": "--steps 2 --train-steps 3 --channels 5 --classes cat --weights-dir {weights}",
     "building_blocks": "--steps 2 --factors 2 --weights-dir {weights}",
+    "activation_atlas": "--steps 2 --crops 60 --grid 2 --min-count 1 --weights-dir {weights}",
 }
 IMAGENET_EXAMPLES = {
     "imagenet_classes": "--steps 2 --size 48 --classes goldfish daisy",

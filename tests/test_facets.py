@@ -80,3 +80,29 @@ def test_the_vit_recipe_raises_a_post_gelu_unit_of_a_small_torchvision_vit() -> 
         result = featvis.render_vis(vit, f"{layer}:7", size=32, steps=32, seed=0, progress=False, transforms=transforms)
     assert result.images.shape == (1, 3, 32, 32)
     assert float(result.losses[-4:].mean()) < float(result.losses[:2].mean())
+
+
+def test_several_augmented_copies_average_the_objective_over_their_transforms() -> None:
+    """With copies=k the loss is the mean of k passes, each with its own transform draw: with a transform
+    that adds the pass's number, the first loss is minus the mean of the k shifted objectives."""
+    model = nn.Sequential(nn.Conv2d(3, 2, 1)).eval()
+    calls: list[int] = []
+
+    def shifted(images: torch.Tensor) -> torch.Tensor:
+        calls.append(1)
+        return images + 0.1 * len(calls)
+
+    image = featvis.param.image(8, seed=0)
+    with torch.no_grad():
+        start = image()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = featvis.render_vis(
+            model, "0:1", image, steps=1, copies=3, transforms=[shifted], preprocess=False, redirected_relu=0
+        )
+    with torch.no_grad():
+        # the checking pass before the steps used one call; the step's three copies the next three
+        expected = -torch.stack([model(start + 0.1 * k)[:, 1].mean() for k in (2, 3, 4)]).mean()
+    assert float(result.losses[0]) == pytest.approx(float(expected), abs=1e-5)
+    with pytest.raises(ValueError, match="copies must be a whole number >= 1"):
+        featvis.render_vis(model, "0:1", size=8, steps=1, copies=0, progress=False)

@@ -22,6 +22,7 @@ if TYPE_CHECKING:  # what the names below are; at run time each is imported when
     from . import (
         accentuation,
         animation,
+        atlas,
         backward_hooks,
         batching,
         dataset,
@@ -83,10 +84,10 @@ _NAMES = {
 }
 #: the public modules
 _MODULES = {
-    "accentuation", "animation", "backward_hooks", "batching", "dataset", "dataset_examples", "distributed", "dream",
-    "facets", "factorisation", "gallery", "generators", "gradients", "grid", "hooks", "jobs", "loop", "model_index",
-    "models", "objectives", "optim", "param", "probe", "receptive", "render", "result", "sizes", "state", "step",
-    "threads", "transforms", "trust", "whole_model",
+    "accentuation", "animation", "atlas", "backward_hooks", "batching", "dataset", "dataset_examples", "distributed",
+    "dream", "facets", "factorisation", "gallery", "generators", "gradients", "grid", "hooks", "jobs", "loop",
+    "model_index", "models", "objectives", "optim", "param", "probe", "receptive", "render", "result", "sizes",
+    "state", "step", "threads", "transforms", "trust", "whole_model",
 }  # fmt: skip
 
 
@@ -114,6 +115,7 @@ __all__ = [
     "accentuate",
     "accentuation",
     "animation",
+    "atlas",
     "auto_batch_size",
     "backward_hooks",
     "batching",

@@ -111,7 +111,7 @@ def reduce(activations: Tensor, n: int, method: str = "nmf", *, steps: int = 500
         activations: ``(N, C, H, W)`` (every position of every image is a sample) or ``(samples, C)``.
         n: how many factors.
         method: ``"nmf"`` (torch, non-negative: negative activations are set to 0 first),
-            ``"sklearn-nmf"`` (scikit-learn's, ``pip install scikit-learn``), or ``"pca"`` (the top
+            ``"sklearn-nmf"`` (scikit-learn's, ``pip install "featvis[sklearn]"``), or ``"pca"`` (the top
             principal directions of the centred activations; any sign).
         steps: the NMF's iterations.
         seed: the NMF's random start.
@@ -142,7 +142,7 @@ def reduce(activations: Tensor, n: int, method: str = "nmf", *, steps: int = 500
             try:
                 from sklearn.decomposition import NMF
             except ImportError:
-                raise ImportError("method='sklearn-nmf' needs scikit-learn: pip install scikit-learn") from None
+                raise ImportError("method='sklearn-nmf' needs scikit-learn: pip install 'featvis[sklearn]'") from None
             model = NMF(n_components=n, init="nndsvda", max_iter=steps, random_state=seed)
             weights = torch.from_numpy(model.fit_transform(samples.cpu().numpy())).to(samples)
             components = torch.from_numpy(model.components_).to(samples)

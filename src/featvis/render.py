@@ -131,6 +131,7 @@ def render_vis(
     normalize_gradients: bool | float = False,
     stop: StopCriterion | None = None,
     importance: bool = False,
+    copies: int = 1,
 ) -> RenderResult:
     """Optimise an image so that ``objective`` is maximised, and return it.
 
@@ -214,6 +215,8 @@ def render_vis(
             the steps, ``(N, H, W)`` (MACO's importance maps; shown by
             :meth:`RenderResult.importance_overlay`). Needs gradients: not with a gradient-free
             optimiser or ``compile``.
+        copies: each step's loss is the mean over this many forward passes, each through its own draw
+            of the random transforms (several augmented copies per step; costs as many passes).
 
     A parameterisation with an opacity channel (``featvis.param.image(..., alpha=True)``) gives
     transparent pictures: each step composites its images over random backgrounds
@@ -291,6 +294,7 @@ def render_vis(
             autocast=autocast,
             compile_options=compile_options,
             importance=importance,
+            copies=copies,
         )
         # the default optimiser's learning rate follows the step; one you pass is left alone
         step = GradientStep(

@@ -62,6 +62,8 @@ class ObjectiveLoss:
             ``None``.
         importance: add up, in :attr:`importance`, the absolute gradient of each backward pass with
             respect to the parameterisation's images, summed over the channels: ``(N, H, W)``.
+        copies: the loss is the mean over this many forward passes, each through its own draw of the
+            random transforms (several augmented copies per step, as Ghiasi et al. do for ViTs).
 
     Example:
         >>> from torch import nn
@@ -85,7 +87,11 @@ class ObjectiveLoss:
         autocast: torch.dtype | None = None,
         compile_options: dict[str, Any] | None = None,
         importance: bool = False,
+        copies: int = 1,
     ) -> None:
+        if isinstance(copies, bool) or not isinstance(copies, int) or copies < 1:
+            raise ValueError(f"copies must be a whole number >= 1, got {copies!r}")
+        self.copies = copies
         if importance and compile_options is not None:
             raise ValueError("importance=True needs the eager loss: it is not available with compile=")
         self.model = model
@@ -152,9 +158,12 @@ class ObjectiveLoss:
         self.importance = value if self.importance is None else self.importance + value
 
     def _loss(self, redirect: bool = False) -> Tensor:
-        activations = self.activations(self.capture, redirect=redirect)
-        with self.mixed_precision():
-            return -self.objective(activations).float().reshape(())
+        values = []
+        for _ in range(self.copies):  # each copy through its own draw of the transforms
+            activations = self.activations(self.capture, redirect=redirect)
+            with self.mixed_precision():
+                values.append(-self.objective(activations).float().reshape(()))
+        return values[0] if self.copies == 1 else torch.stack(values).mean()
 
     def __call__(self, redirect: bool = False) -> Tensor:
         """The loss of the current images, a 0-d float32 tensor (compiled when asked, except with
