@@ -27,12 +27,11 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .hooks import ActivationCapture, LayerSpec, model_device_dtype
+from .hooks import LayerSpec
 from .layers import LayerRef
-from .models import resolve_preprocess
 from .objectives import Objective, ObjectiveLike, as_objective
 from .objectives import direction as direction_objective
-from .state import rendering_state
+from .trust import activation_patterns
 
 __all__ = ["faceted", "fit_facet", "pooled_activations"]
 
@@ -47,16 +46,9 @@ def pooled_activations(
         >>> pooled_activations(nn.Sequential(nn.Conv2d(3, 5, 3)), "0", torch.rand(2, 3, 8, 8)).shape
         torch.Size([2, 5])
     """
-    device, dtype = model_device_dtype(model)
-    prepare = resolve_preprocess(preprocess, model, device)
-    reference = LayerRef.parse(layer)
-    pooled = []
-    with rendering_state(model, warn=False), ActivationCapture(model, [reference]) as capture, torch.no_grad():
-        for start in range(0, len(images), batch_size):
-            chunk = images[start : start + batch_size].to(device)
-            acts = capture.run(prepare(chunk).to(dtype))[reference].float()
-            pooled.append(acts.flatten(2).mean(2) if acts.ndim > 2 else acts)
-    return torch.cat(pooled).cpu()
+    return activation_patterns(
+        model, [str(LayerRef.parse(layer))], images, preprocess=preprocess, batch_size=batch_size
+    )[0]
 
 
 def fit_facet(
