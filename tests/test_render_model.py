@@ -19,6 +19,7 @@ import pytest
 import torch
 from torch import nn
 
+import featvis
 from featvis.jobs import JobFolder, SettingsChangedError, chunk_seed, plan_chunks, select_layers
 from featvis.model_index import write_model_index
 from featvis.whole_model import EXIT_AFTER_UNITS, render_model
@@ -205,3 +206,16 @@ def test_the_index_works_in_a_real_browser(browser: Any, tmp_path: Path) -> None
     arrives("/layers/6/unit-0000.html")
     browser.find_element(By.TAG_NAME, "body").send_keys(Keys.ARROW_LEFT)
     arrives("/layers/2/unit-0004.html")
+
+
+def test_a_job_asked_for_examples_keeps_each_units_top_images(tmp_path: Path) -> None:
+    _, model = make_model(tmp_path)
+    photos = torch.rand(24, 3, 12, 12, generator=torch.Generator().manual_seed(3))
+    folder = tmp_path / "job"
+    render_here(model, folder, layers=["2"], examples=photos, examples_k=3)
+    record = json.loads((folder / "layers" / "2" / "unit-0004.json").read_text())
+    expected = featvis.top_activating(model, [photos], ("2", 4), k=3, progress=False)
+    assert record["example_scores"] == pytest.approx(expected.scores.tolist(), abs=1e-5)
+    assert (folder / "layers" / "2" / record["examples"]).exists()
+    assert 'class="examples"' in (folder / "layers" / "2" / "unit-0004.html").read_text()
+    assert json.loads((folder / "manifest.json").read_text())["settings"]["examples"] == 3

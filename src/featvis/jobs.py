@@ -296,6 +296,19 @@ class JobFolder:
         self.layer_folder(layer).mkdir(parents=True, exist_ok=True)
         _write_atomically(self.picture_path(layer, unit), png)
 
+    def write_file(self, layer: str, name: str, data: bytes) -> None:
+        """Write another file of a unit beside its picture, atomically (e.g. its top examples).
+
+        Example:
+            >>> import tempfile
+            >>> with tempfile.TemporaryDirectory() as root:
+            ...     JobFolder(root).write_file("fc", "unit-0001-examples.png", b"png")
+            ...     (JobFolder(root).layer_folder("fc") / "unit-0001-examples.png").read_bytes()
+            b'png'
+        """
+        self.layer_folder(layer).mkdir(parents=True, exist_ok=True)
+        _write_atomically(self.layer_folder(layer) / name, data)
+
     def write_record(self, layer: str, unit: int, record: Mapping[str, Any]) -> None:
         """Write a unit's record, atomically; the unit is done from then on.
 

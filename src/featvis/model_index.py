@@ -7,9 +7,10 @@
 - ``layers/<layer>/index.html``: the layer's grid of units, each picture captioned with its unit
   and final activation; the pictures load lazily (``loading="lazy"``), as the page is scrolled, so
   a layer of thousands of units opens at once;
-- ``layers/<layer>/unit-0005.html``: one unit: its picture, its objective at every step, its record
-  (activation, steps, seed, chunk, process, time), and links to the previous and next units (also
-  across layers; ``←`` and ``→`` follow them).
+- ``layers/<layer>/unit-0005.html``: one unit: its picture, its objective at every step, its top
+  natural examples when the job was asked for them, its record (activation, steps, seed, chunk,
+  process, time), and links to the previous and next units (also across layers; ``←`` and ``→``
+  follow them).
 
 The pages load nothing but the PNGs beside them (their CSS is inline), so they work from ``file://``.
 ``featvis index DIR`` writes them again for a folder, e.g. while a job is still running.
@@ -226,6 +227,12 @@ def _write_unit_page(
         ("featvis", str(record["featvis"])),
     ]
     table = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in rows)
+    examples = ""
+    if record.get("examples"):
+        examples = (
+            f'<h2>Top natural examples</h2><img class="examples" src="{html.escape(record["examples"])}" '
+            'alt="the natural images that most activate this unit, as crops, with their scores">'
+        )
     links = ['<a href="../../index.html">all layers</a>', f'<a href="index.html#unit-{unit}">{html.escape(layer)}</a>']
     if before is not None:
         links.append(_unit_link(layer, before, "prev", "← previous"))
@@ -236,7 +243,7 @@ def _write_unit_page(
         f"<nav>{''.join(links)}</nav></header>"
         f'<main class="{pixelated}" style="{aspect}"><img class="unit" src="{html.escape(record["picture"])}" '
         f'alt="{html.escape(layer)} unit {unit}" width="{width}" height="{height}">'
-        f'{curve}<table class="record">{table}</table>'
+        f'{curve}{examples}<table class="record">{table}</table>'
         f"<details><summary>record</summary><pre>{html.escape(json.dumps(record, indent=1)[:4000])}</pre></details>"
         "</main>"
     )

@@ -34,8 +34,10 @@ import torch
 from torch import nn
 
 from . import __version__
+from .dataset import top_activating
 from .distributed import JobProcesses, job_processes
 from .gallery import CurveRecorder, unit_activations
+from .grid import readable_scale
 from .hooks import model_device_dtype
 from .jobs import Chunk, JobFolder, plan_chunks, select_layers
 from .layers import LayerRef
@@ -184,6 +186,8 @@ def render_model(
     device: torch.device | str | None = None,
     progress: bool = True,
     index: bool = True,
+    examples: Any = None,
+    examples_k: int = 6,
     **render_kwargs: Any,
 ) -> ModelRender:
     """Render every unit of ``layers`` of ``model`` into ``out_dir``, sharing the work among the job's processes.
@@ -208,6 +212,10 @@ def render_model(
             else the model's device).
         progress: the main process prints the job's progress (units done, units a second, time left).
         index: the main process writes ``index.html`` once every unit is done.
+        examples: natural images (a tensor batch, or a re-iterable of batches such as a ``DataLoader``):
+            each unit's ``examples_k`` top images among them (:func:`featvis.top_activating`, one pass
+            over them per chunk) are saved beside its picture, as their crops, and shown on its page.
+        examples_k: how many top images per unit.
         **render_kwargs: passed to :func:`featvis.render_channels` (``transforms``, ``preprocess``, ...);
             recorded in the settings by their ``repr``.
 
@@ -239,6 +247,8 @@ def render_model(
         widths = {name: layer_width(work, LayerRef(name), (height, width), channels, preprocess) for name in names}
         name = model_name or type(model).__name__
         settings = _settings(name, steps, (height, width), channels, batch_size, seed, render_kwargs)
+        settings["examples"] = examples_k if examples is not None else 0
+        wanted = ([examples] if isinstance(examples, torch.Tensor) else examples, examples_k)
         _check_job(folder, job, settings, widths)
 
         pending = [chunk for chunk in plan_chunks(widths, batch_size, seed) if not folder.chunk_done(chunk)]
@@ -250,7 +260,9 @@ def render_model(
         rendered = 0
         limit = int(os.environ.get(EXIT_AFTER_UNITS, "0") or 0)
         for chunk in mine:
-            written = _render_chunk(work, chunk, folder, job, settings, steps, (height, width), channels, render_kwargs)
+            written = _render_chunk(
+                work, chunk, folder, job, settings, steps, (height, width), channels, render_kwargs, wanted
+            )
             if written is None:  # interrupted: nothing of the chunk was written
                 folder.log(job.rank, f"interrupted in {chunk.layer} units {chunk.units[0]}-{chunk.units[-1]}")
                 return ModelRender(folder.root, None, total, rendered, folder.count_done())
@@ -293,6 +305,7 @@ def _render_chunk(
     size: tuple[int, int],
     channels: int,
     render_kwargs: dict[str, Any],
+    wanted: tuple[Any, int],
 ) -> int | None:
     """Render one chunk and write the units not done yet: how many were written, or ``None`` if interrupted."""
     began = time.monotonic()
@@ -316,12 +329,23 @@ def _render_chunk(
     activations = unit_activations(
         model, chunk.layer, result.images, list(chunk.units), preprocess=render_kwargs.get("preprocess")
     )
+    data, k = wanted
+    found = None
+    if data is not None:  # the chunk's units' top natural images, in one pass over the data
+        found = top_activating(model, data, [(chunk.layer, u) for u in chunk.units], k=k, progress=False)
     seconds = time.monotonic() - began
     written = 0
     for position, (unit, picture) in enumerate(zip(chunk.units, result.pil())):
         if folder.is_done(chunk.layer, unit):  # written by an earlier, killed run: kept as it is
             continue
         folder.write_picture(chunk.layer, unit, _png(picture))
+        shown = {}
+        if found is not None:
+            top = found[position]
+            name = folder.picture_path(chunk.layer, unit).name.replace(".png", "-examples.png")
+            strip = top.grid(crops=top.crops is not None, scale=readable_scale(*top.images.shape[-2:]))
+            folder.write_file(chunk.layer, name, _png(strip))
+            shown = {"examples": name, "example_scores": [round(float(s), 6) for s in top.scores]}
         record = {
             "layer": chunk.layer,
             "unit": unit,
@@ -337,6 +361,7 @@ def _render_chunk(
             "world_size": job.world_size,
             "featvis": __version__,
             "settings": settings,
+            **shown,
         }
         folder.write_record(chunk.layer, unit, record)
         written += 1
