@@ -219,3 +219,31 @@ def test_a_job_asked_for_examples_keeps_each_units_top_images(tmp_path: Path) ->
     assert (folder / "layers" / "2" / record["examples"]).exists()
     assert 'class="examples"' in (folder / "layers" / "2" / "unit-0004.html").read_text()
     assert json.loads((folder / "manifest.json").read_text())["settings"]["examples"] == 3
+
+
+def test_the_command_line_takes_a_folder_of_examples(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from PIL import Image
+
+    from featvis.cli import main
+
+    source, _ = make_model(tmp_path)
+    pictures = tmp_path / "pictures"
+    pictures.mkdir()
+    draw = np.random.default_rng(0)
+    for number in range(5):
+        Image.fromarray(draw.integers(0, 255, (20, 30, 3), dtype=np.uint8)).save(pictures / f"p{number}.png")
+    (pictures / "notes.txt").write_text("not a picture")
+    folder = tmp_path / "job"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        code = main(
+            ["render-model", f"{source}:make", "-o", str(folder), *SETTINGS, "--layers", "6",
+             "--examples", str(pictures), "--examples-k", "2", "--no-progress"]
+        )  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    record = json.loads((folder / "layers" / "6" / "unit-0000.json").read_text())
+    assert len(record["example_scores"]) == 2 and (folder / "layers" / "6" / record["examples"]).exists()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["render-model", f"{source}:make", "-o", str(tmp_path / "job2"), "--examples", str(empty)]) == 2
+    assert "no pictures" in capsys.readouterr().err

@@ -216,6 +216,11 @@ def _build_parser() -> argparse.ArgumentParser:
         help='layer names or patterns, e.g. "layer*.conv2" fc (default: every convolution and linear layer)',
     )  # fmt: skip
     whole.add_argument("--batch-size", type=_positive, default=8, help="units of a layer rendered together (default 8)")
+    whole.add_argument(
+        "--examples", metavar="DIR", default=None,
+        help="a folder of pictures: each unit's top ones are kept beside its picture and shown on its page",
+    )  # fmt: skip
+    whole.add_argument("--examples-k", type=_positive, default=6, help="top pictures per unit (default 6)")
     whole.set_defaults(default_steps=512)
 
     index = commands.add_parser(

@@ -23,7 +23,7 @@ from typing import Any, TextIO
 import torch
 from torch import Tensor, nn
 
-from .cli_errors import CLIError, one_line
+from .cli_errors import USAGE_ERROR, CLIError, one_line
 from .gallery import render_gallery
 from .models import default_input_channels, default_input_size, default_preprocess, unwrap
 from .objectives import Objective, as_objective, channel, class_logit
@@ -33,7 +33,7 @@ from .result import RenderResult
 from .sizes import size_pair
 from .state import rendering_state
 
-__all__ = ["RUNNERS", "layer_table", "run_command", "run_index"]
+__all__ = ["PICTURE_SUFFIXES", "RUNNERS", "layer_table", "load_image_folder", "run_command", "run_index"]
 
 
 # ---- layers -------------------------------------------------------------------------
@@ -239,9 +239,42 @@ def _run_gallery(args: argparse.Namespace, model: nn.Module) -> int:
 
 
 # ---- a whole model ----------------------------------------------------------------------
+#: the picture files ``--examples DIR`` reads
+PICTURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
+
+
+def load_image_folder(folder: str | Path, size: tuple[int, int]) -> torch.Tensor:
+    """Every picture in ``folder`` (PNG, JPEG, BMP, WebP), in RGB, resized so that its shorter side fits and
+    centre-cropped to ``size`` (height, width): ``(N, 3, H, W)`` in [0, 1], in file-name order.
+
+    Example:
+        >>> import tempfile
+        >>> from PIL import Image
+        >>> with tempfile.TemporaryDirectory() as folder:
+        ...     Image.new("RGB", (40, 20), "red").save(Path(folder) / "a.png")
+        ...     load_image_folder(folder, (8, 8)).shape
+        torch.Size([1, 3, 8, 8])
+    """
+    from PIL import Image
+    from torchvision.transforms.functional import center_crop, pil_to_tensor, resize
+
+    paths = sorted(p for p in Path(folder).expanduser().iterdir() if p.suffix.lower() in PICTURE_SUFFIXES)
+    if not paths:
+        raise CLIError(f"no pictures ({', '.join(PICTURE_SUFFIXES)}) in {folder}", USAGE_ERROR)
+    pictures = []
+    for path in paths:
+        with Image.open(path) as opened:
+            tensor = pil_to_tensor(opened.convert("RGB")).float() / 255
+        pictures.append(center_crop(resize(tensor, list(size), antialias=True), list(size)).clamp(0, 1))
+    return torch.stack(pictures)
+
+
 def _run_render_model(args: argparse.Namespace, model: nn.Module) -> int:
     from .whole_model import render_model
 
+    examples = None
+    if args.examples is not None:
+        examples = load_image_folder(args.examples, size_pair(args.size or default_input_size(model)))
     done = render_model(
         model,
         args.output,
@@ -252,6 +285,8 @@ def _run_render_model(args: argparse.Namespace, model: nn.Module) -> int:
         seed=args.seed,
         model_name=args.model,
         progress=args.progress,
+        examples=examples,
+        examples_k=args.examples_k,
     )
     if done.index is not None:
         print(
