@@ -9,6 +9,7 @@ Row 3: CIFAR-10 classes through the disk generator (``featvis.param.generator``)
 colour, size and place that the class likes best.
 
 python examples/priors.py --weights-dir DIR                    # DIR holds resnet20-12fca82f.th
+python examples/priors.py --imagenet --steps 256               # CPPNs of EfficientNet-Lite0 (minutes)
 python examples/priors.py --steps 3 --train-steps 5 --channels 5 --weights-dir DIR   # a smoke run
 """
 
@@ -58,9 +59,27 @@ def disk_decoder(steps: int, seed: int) -> nn.Module:
     return decoder.eval()
 
 
+def imagenet_cppns(args: argparse.Namespace) -> None:
+    """CPPNs of EfficientNet-Lite0 channels, optimised at 96 pixels and drawn again at 384."""
+    model = featvis.models.efficientnet_lite0(model_dir=args.weights_dir)
+    channels = args.channels if args.channels != [5, 25, 40, 60] else [0, 3, 7, 12]
+    units = objectives.Objective.sum(objectives.channel("_blocks.8", c, batch=i) for i, c in enumerate(channels))
+    pattern = param.cppn(96, batch=len(channels), seed=args.seed)
+    drawn = featvis.render_vis(model, units, pattern, steps=args.steps, seed=args.seed)
+    with torch.no_grad():
+        large = pattern.at_size(384)().cpu()
+    small = F.interpolate(drawn.images, size=(384, 384), mode="nearest")
+    labels = [f"cppn {c} at 96" for c in channels] + [f"{c} at 384" for c in channels]
+    featvis.RenderResult(torch.cat([small, large]), {}, torch.zeros(1), "priors", args.steps).save_grid(
+        args.out, nrow=len(channels), labels=labels, scale=1
+    )
+    print(f"wrote {args.out}: CPPNs of EfficientNet-Lite0 _blocks.8 {channels}, at 96 and at 384 pixels")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--weights-dir", default=None, help="folder holding the weights file (default: torch hub)")
+    parser.add_argument("--imagenet", action="store_true", help="CPPNs of EfficientNet-Lite0 (no generator row)")
     parser.add_argument("--channels", type=int, nargs="+", default=[5, 25, 40, 60])
     parser.add_argument("--classes", nargs="+", default=["airplane", "frog", "truck", "ship"])
     parser.add_argument("--steps", type=int, default=512)
@@ -68,6 +87,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("-o", "--out", default="priors.png")
     args = parser.parse_args()
+    if args.imagenet:
+        imagenet_cppns(args)
+        return
 
     model = featvis.models.cifar10_resnet20(model_dir=args.weights_dir)
     count = len(args.channels)
