@@ -247,3 +247,15 @@ def test_the_command_line_takes_a_folder_of_examples(tmp_path: Path, capsys: pyt
     empty.mkdir()
     assert main(["render-model", f"{source}:make", "-o", str(tmp_path / "job2"), "--examples", str(empty)]) == 2
     assert "no pictures" in capsys.readouterr().err
+
+
+def test_a_job_asked_for_diverse_pictures_keeps_them_per_unit(tmp_path: Path) -> None:
+    _, model = make_model(tmp_path)
+    folder = tmp_path / "job"
+    render_here(model, folder, layers=["2"], diverse=2, diversity_weight=5.0)
+    record = json.loads((folder / "layers" / "2" / "unit-0001.json").read_text())
+    strip = folder / "layers" / "2" / record["diverse"]
+    assert strip.exists() and "Diverse pictures" in (folder / "layers" / "2" / "unit-0001.html").read_text()
+    assert json.loads((folder / "manifest.json").read_text())["settings"]["diverse"] == [2, 5.0]
+    with pytest.raises(ValueError, match="diverse must be 0"):
+        render_here(model, tmp_path / "other", diverse=1)

@@ -221,6 +221,8 @@ def _build_parser() -> argparse.ArgumentParser:
         help="a folder of pictures: each unit's top ones are kept beside its picture and shown on its page",
     )  # fmt: skip
     whole.add_argument("--examples-k", type=_positive, default=6, help="top pictures per unit (default 6)")
+    whole.add_argument("--diverse", type=int, default=0, metavar="K", help="also K diverse pictures per unit (K >= 2)")
+    whole.add_argument("--diversity-weight", type=float, default=1.0, help="the diversity term's weight (default 1)")
     whole.set_defaults(default_steps=512)
 
     index = commands.add_parser(

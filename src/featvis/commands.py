@@ -287,6 +287,8 @@ def _run_render_model(args: argparse.Namespace, model: nn.Module) -> int:
         progress=args.progress,
         examples=examples,
         examples_k=args.examples_k,
+        diverse=args.diverse,
+        diversity_weight=args.diversity_weight,
     )
     if done.index is not None:
         print(

@@ -228,8 +228,13 @@ def _write_unit_page(
     ]
     table = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in rows)
     examples = ""
+    if record.get("diverse"):
+        examples += (
+            f'<h2>Diverse pictures</h2><img class="examples" src="{html.escape(record["diverse"])}" '
+            'alt="other pictures of this unit, pushed apart from each other">'
+        )
     if record.get("examples"):
-        examples = (
+        examples += (
             f'<h2>Top natural examples</h2><img class="examples" src="{html.escape(record["examples"])}" '
             'alt="the natural images that most activate this unit, as crops, with their scores">'
         )

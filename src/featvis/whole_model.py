@@ -34,6 +34,7 @@ import torch
 from torch import nn
 
 from . import __version__
+from . import param as param_module
 from .dataset import top_activating
 from .distributed import JobProcesses, job_processes
 from .gallery import CurveRecorder, unit_activations
@@ -43,8 +44,11 @@ from .jobs import Chunk, JobFolder, plan_chunks, select_layers
 from .layers import LayerRef
 from .model_index import write_model_index
 from .models import default_input_channels, default_input_size
+from .objectives import Objective, diversity
+from .objectives import channel as channel_objective
 from .probe import layer_width
-from .render import render_channels
+from .render import render_channels, render_vis
+from .result import RenderResult
 from .sizes import Size, size_pair
 from .state import check_seed
 
@@ -188,6 +192,8 @@ def render_model(
     index: bool = True,
     examples: Any = None,
     examples_k: int = 6,
+    diverse: int = 0,
+    diversity_weight: float = 1.0,
     **render_kwargs: Any,
 ) -> ModelRender:
     """Render every unit of ``layers`` of ``model`` into ``out_dir``, sharing the work among the job's processes.
@@ -216,6 +222,10 @@ def render_model(
             each unit's ``examples_k`` top images among them (:func:`featvis.top_activating`, one pass
             over them per chunk) are saved beside its picture, as their crops, and shown on its page.
         examples_k: how many top images per unit.
+        diverse: also render this many different pictures of each unit (its channel, with
+            ``diversity_weight`` times :func:`featvis.objectives.diversity` at its layer among its own
+            pictures), saved beside its picture and shown on its page.
+        diversity_weight: the diversity term's weight.
         **render_kwargs: passed to :func:`featvis.render_channels` (``transforms``, ``preprocess``, ...);
             recorded in the settings by their ``repr``.
 
@@ -248,7 +258,12 @@ def render_model(
         name = model_name or type(model).__name__
         settings = _settings(name, steps, (height, width), channels, batch_size, seed, render_kwargs)
         settings["examples"] = examples_k if examples is not None else 0
-        wanted = ([examples] if isinstance(examples, torch.Tensor) else examples, examples_k)
+        if not isinstance(diverse, int) or isinstance(diverse, bool) or diverse < 0 or diverse == 1:
+            raise ValueError(f"diverse must be 0 (none) or a number of pictures >= 2, got {diverse!r}")
+        settings["diverse"] = [diverse, diversity_weight] if diverse else 0
+        wanted = _Extras(
+            [examples] if isinstance(examples, torch.Tensor) else examples, examples_k, diverse, diversity_weight
+        )
         _check_job(folder, job, settings, widths)
 
         pending = [chunk for chunk in plan_chunks(widths, batch_size, seed) if not folder.chunk_done(chunk)]
@@ -295,6 +310,40 @@ def _wait_for_the_others(folder: JobFolder, total: int, tracker: _Progress) -> N
             tracker.report()
 
 
+@dataclass
+class _Extras:
+    """What a job keeps beside each unit's picture: top natural images, diverse pictures."""
+
+    data: Any
+    k: int
+    diverse: int
+    weight: float
+
+
+def _diverse_pictures(
+    model: nn.Module,
+    chunk: Chunk,
+    wanted: _Extras,
+    steps: int,
+    size: tuple[int, int],
+    channels: int,
+    render_kwargs: dict[str, Any],
+) -> torch.Tensor | None:
+    """``wanted.diverse`` pictures of each unit of the chunk, pushed apart within each unit's group."""
+    if not wanted.diverse:
+        return None
+    count = wanted.diverse
+    objective = Objective.sum(
+        channel_objective(chunk.layer, unit, batch=i * count + j)
+        for i, unit in enumerate(chunk.units)
+        for j in range(count)
+    ) + wanted.weight * diversity(chunk.layer, group_size=count)
+    seed = chunk.seed ^ 0x5DEECE66D  # another draw than the chunk's main pictures
+    image = param_module.image(size[1], size[0], batch=len(chunk.units) * count, channels=channels, seed=seed)
+    result = render_vis(model, objective, image, steps=steps, seed=seed, progress=False, **render_kwargs)
+    return result.images
+
+
 def _render_chunk(
     model: nn.Module,
     chunk: Chunk,
@@ -305,7 +354,7 @@ def _render_chunk(
     size: tuple[int, int],
     channels: int,
     render_kwargs: dict[str, Any],
-    wanted: tuple[Any, int],
+    wanted: _Extras,
 ) -> int | None:
     """Render one chunk and write the units not done yet: how many were written, or ``None`` if interrupted."""
     began = time.monotonic()
@@ -329,10 +378,11 @@ def _render_chunk(
     activations = unit_activations(
         model, chunk.layer, result.images, list(chunk.units), preprocess=render_kwargs.get("preprocess")
     )
-    data, k = wanted
     found = None
-    if data is not None:  # the chunk's units' top natural images, in one pass over the data
-        found = top_activating(model, data, [(chunk.layer, u) for u in chunk.units], k=k, progress=False)
+    if wanted.data is not None:  # the chunk's units' top natural images, in one pass over the data
+        units = [(chunk.layer, u) for u in chunk.units]
+        found = top_activating(model, wanted.data, units, k=wanted.k, progress=False)
+    varied = _diverse_pictures(model, chunk, wanted, steps, size, channels, render_kwargs)
     seconds = time.monotonic() - began
     written = 0
     for position, (unit, picture) in enumerate(zip(chunk.units, result.pil())):
@@ -346,6 +396,12 @@ def _render_chunk(
             strip = top.grid(crops=top.crops is not None, scale=readable_scale(*top.images.shape[-2:]))
             folder.write_file(chunk.layer, name, _png(strip))
             shown = {"examples": name, "example_scores": [round(float(s), 6) for s in top.scores]}
+        if varied is not None:
+            name = folder.picture_path(chunk.layer, unit).name.replace(".png", "-diverse.png")
+            mine = varied[position * wanted.diverse : (position + 1) * wanted.diverse]
+            pictures = RenderResult(mine, {}, torch.zeros(0), "diverse", steps)
+            folder.write_file(chunk.layer, name, _png(pictures.grid(nrow=wanted.diverse)))
+            shown["diverse"] = name
         record = {
             "layer": chunk.layer,
             "unit": unit,
