@@ -31,6 +31,7 @@ import torch
 from torch import Tensor, nn
 
 from . import param as param_module
+from .dream import as_image_batch
 from .generators import run_random
 from .hooks import ActivationCapture, LayerSpec, model_device_dtype
 from .layers import LayerRef
@@ -38,6 +39,7 @@ from .loop import optimize
 from .models import resolve_preprocess
 from .objectives import Objective, ObjectiveLike, as_objective
 from .optim import default_schedule, make_optimizer
+from .probe import layer_output
 from .render import render_vis
 from .result import RenderResult
 from .state import check_seed, denormals_flushed, rendering_state
@@ -91,22 +93,6 @@ class Accentuation:
         pairs = torch.stack([self.photos, self.images], dim=1).flatten(0, 1)
         units = ["photo", "accentuated"] * len(self.images)
         return RenderResult(pairs, {}, self.losses, "accentuation", self.steps, self.interrupted, units)
-
-
-def _photo_batch(photo: Any, channels: int | None = None) -> Tensor:
-    """A photo as a ``(N, C, H, W)`` float batch in [0, 1]: from a tensor, or a PIL image."""
-    if not isinstance(photo, Tensor):
-        from torchvision.transforms.functional import pil_to_tensor
-
-        photo = pil_to_tensor(photo.convert("RGB") if channels == 3 else photo).float() / 255
-    photo = photo.detach().float()
-    if photo.ndim == 3:
-        photo = photo[None]
-    if photo.ndim != 4 or not bool(((photo >= 0) & (photo <= 1)).all()):
-        raise ValueError(
-            f"photo must be a (C, H, W) or (N, C, H, W) image with values in [0, 1], got {tuple(photo.shape)}"
-        )
-    return photo
 
 
 def _per_image_norms(gradients: list[Tensor], count: int) -> Tensor:
@@ -207,7 +193,7 @@ def accentuate(
         )
     reference = LayerRef.parse(layer)
     device, dtype = model_device_dtype(model)
-    photos = _photo_batch(photo).to(device)
+    photos = as_image_batch(photo, model).to(device)
     count, channels, height, width = photos.shape
     prepare = resolve_preprocess(preprocess, model, device)
     transform = as_transform(transforms, size=(height, width))
@@ -289,12 +275,9 @@ def caricature(
         >>> caricature(model, torch.rand(3, 12, 12), "1", steps=4, seed=0, progress=False).images.shape
         torch.Size([1, 3, 12, 12])
     """
-    device, dtype = model_device_dtype(model)
-    photos = _photo_batch(photo).to(device)
+    photos = as_image_batch(photo, model)
     reference = LayerRef.parse(layer)
-    prepare = resolve_preprocess(preprocess, model, device)
-    with rendering_state(model, warn=False), ActivationCapture(model, [reference]) as capture, torch.no_grad():
-        target = capture.run(prepare(photos).to(dtype))[reference].detach().float()
+    target = layer_output(model, reference, photos, preprocess)
 
     def matched(acts: Any) -> Tensor:
         found = acts[reference].float()

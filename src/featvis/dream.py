@@ -54,6 +54,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "MIN_TILE_SIZE",
+    "as_image_batch",
     "deepdream",
     "laplacian_merge",
     "laplacian_normalize",
@@ -255,8 +256,16 @@ def _random_shift(height: int, width: int, tile_size: int | None) -> tuple[int, 
 
 
 # ---- arguments ---------------------------------------------------------------------------
-def _as_image_batch(image: ImageLike, model: nn.Module) -> Tensor:
-    """A float32 ``(N, C, H, W)`` tensor in [0, 1] from a tensor or a PIL image."""
+def as_image_batch(image: ImageLike, model: nn.Module) -> Tensor:
+    """A float32 ``(N, C, H, W)`` tensor in [0, 1] from a ``(C, H, W)`` or ``(N, C, H, W)`` tensor or a
+    PIL image, checked against what ``model`` takes (its values, its channels), for the functions that
+    start from a photo (DeepDream, accentuation, caricatures, the semantic dictionary).
+
+    Example:
+        >>> from torch import nn
+        >>> as_image_batch(torch.rand(3, 8, 8), nn.Sequential(nn.Conv2d(3, 2, 1))).shape
+        torch.Size([1, 3, 8, 8])
+    """
     from PIL import Image as PILModule
 
     if isinstance(image, PILModule.Image):
@@ -285,8 +294,8 @@ def _as_image_batch(image: ImageLike, model: nn.Module) -> Tensor:
     low, high = float(batch.min()), float(batch.max())
     if not (math.isfinite(low) and math.isfinite(high)) or low < -1e-6 or high > 1 + 1e-6:
         raise ValueError(
-            f"image values must lie in [0, 1], got values from {low:g} to {high:g}; "
-            "for 8-bit pixels divide by 255, and pass images before normalisation (preprocess does that)"
+            f"image values must lie in [0, 1], got values from {low:g} to {high:g}; for 8-bit pixels divide by "
+            "255 (featvis takes values in [0, 1]), and pass images before normalisation (preprocess does that)"
         )
     first = first_convolution(model)
     if first is not None and first[1].in_channels != batch.shape[1]:
@@ -431,7 +440,7 @@ def deepdream(
     _check_arguments(octaves, octave_scale, steps, step_size, laplacian_levels, tile_size)
     objective = _dream_objective(objective)
     device, dtype = model_device_dtype(model)
-    photo = _as_image_batch(image, model).to(device)
+    photo = as_image_batch(image, model).to(device)
     prepare = resolve_preprocess(preprocess, model, device)
     height, width = photo.shape[-2:]
     sizes = _octave_sizes(height, width, octaves, octave_scale)

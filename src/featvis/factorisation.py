@@ -28,16 +28,16 @@ import torch
 from torch import Tensor, nn
 
 from . import param as param_module
+from .dream import as_image_batch
 from .generators import run_generators
-from .hooks import ActivationCapture, LayerSpec, model_device_dtype
-from .layers import LayerRef
-from .models import default_input_size, resolve_preprocess
+from .hooks import LayerSpec
+from .models import default_input_size
 from .objectives import Objective
 from .objectives import direction as direction_objective
+from .probe import layer_output
 from .render import render_vis
 from .result import RenderResult
 from .sizes import size_pair
-from .state import rendering_state
 
 __all__ = ["Factorisation", "SemanticDictionary", "reduce", "render_factors", "semantic_dictionary"]
 
@@ -208,7 +208,7 @@ def semantic_dictionary(
 
     Args:
         model: any image model.
-        photo: ``(C, H, W)`` or ``(1, C, H, W)`` in [0, 1].
+        photo: ``(C, H, W)`` or ``(1, C, H, W)`` in [0, 1], or a PIL image.
         layer: a layer with ``(N, C, H, W)`` outputs.
         n: how many factors.
         preprocess: as in :func:`featvis.render_vis`.
@@ -221,13 +221,8 @@ def semantic_dictionary(
         >>> found.maps.shape
         torch.Size([2, 10, 10])
     """
-    device, dtype = model_device_dtype(model)
-    image = photo.detach().float()[None] if photo.ndim == 3 else photo.detach().float()
-    prepare = resolve_preprocess(preprocess, model, device)
-    reference = LayerRef.parse(layer)
-    with rendering_state(model, warn=False), ActivationCapture(model, [reference]) as capture, torch.no_grad():
-        acts = capture.run(prepare(image.to(device)).to(dtype))[reference].float()
-    factors = reduce(acts[:1], n)
+    acts = layer_output(model, layer, as_image_batch(photo, model)[:1], preprocess)
+    factors = reduce(acts, n)
     maps = factors.weights[0]
     maps = maps / maps.flatten(1).max(1).values.clamp_min(1e-12)[:, None, None]
     pictures = render_factors(model, layer, factors, preprocess=preprocess, **render_kwargs)

@@ -27,7 +27,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .hooks import ActivationCapture, LayerNotReachedError, LayerRef, MissingLayer, model_device_dtype
+from .hooks import ActivationCapture, LayerNotReachedError, LayerRef, LayerSpec, MissingLayer, model_device_dtype
 from .models import resolve_preprocess
 from .objectives import Objective
 from .state import rendering_state
@@ -35,6 +35,7 @@ from .state import rendering_state
 __all__ = [
     "check_value",
     "explain_forward_failure",
+    "layer_output",
     "layer_width",
     "memory_error",
     "out_of_memory",
@@ -277,9 +278,22 @@ def layer_width(model: nn.Module, ref: LayerRef, size: tuple[int, int], channels
         >>> layer_width(nn.Sequential(nn.Conv2d(3, 5, 3)), LayerRef("0"), (8, 8), 3, False)
         5
     """
+    output = layer_output(model, ref, torch.full((1, channels, *size), 0.5), preprocess)
+    return int(output.shape[1] if output.ndim != 3 else output.shape[2])
+
+
+def layer_output(model: nn.Module, layer: LayerSpec, images: Tensor, preprocess: Any = None) -> Tensor:
+    """``layer``'s output for ``images`` (``[0, 1]``, prepared as ``preprocess`` says, as in
+    :func:`featvis.render_vis`), in one forward pass cut after the layer, without gradients, the model in
+    eval mode and given back as it was: float32, on the model's device.
+
+    Example:
+        >>> from torch import nn
+        >>> layer_output(nn.Sequential(nn.Conv2d(3, 5, 3), nn.ReLU()), "1", torch.rand(2, 3, 6, 6)).shape
+        torch.Size([2, 5, 4, 4])
+    """
     device, dtype = model_device_dtype(model)
     prepare = resolve_preprocess(preprocess, model, device)
-    probe = torch.full((1, channels, *size), 0.5, device=device)
+    ref = LayerRef.parse(layer)
     with rendering_state(model, warn=False), ActivationCapture(model, [ref]) as capture, torch.no_grad():
-        output = capture.run(prepare(probe).to(dtype))[ref]
-    return int(output.shape[1] if output.ndim != 3 else output.shape[2])
+        return capture.run(prepare(images.to(device)).to(dtype))[ref].float()
